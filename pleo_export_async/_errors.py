@@ -1,0 +1,134 @@
+"""The exception hierarchy. Every error the library raises derives from `PleoExportError`.
+
+Messages are written for an operator reading a log line: they name the job, the field, the value
+or the HTTP status, and never contain a credential (the transport strips them before raising).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._report import UpdateReport
+
+
+class PleoExportError(Exception):
+    """Base class of every error raised by pleo_export_async."""
+
+    #: Set when `JobRun.update()` stopped on this error: what the call settled before stopping.
+    report: UpdateReport | None = None
+
+
+class InvalidInput(PleoExportError, ValueError):
+    """A value given to the library is not valid; raised before any request is sent."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}={_short_repr(value)}: {problem}")
+
+
+class ConflictingUpdates(InvalidInput):
+    """One `update()` call holds two different updates for the same accountingEntryId."""
+
+    def __init__(self, accounting_entry_id: str, first: object, second: object) -> None:
+        super().__init__(
+            "accounting_entry_id",
+            accounting_entry_id,
+            f"two different updates in one call: {first!r} and {second!r}",
+        )
+
+
+class TransportError(PleoExportError):
+    """The request could not be completed: connection failure or timeout, retries exhausted."""
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class ApiError(PleoExportError):
+    """Pleo answered with an error status that the library does not handle by itself."""
+
+    def __init__(
+        self,
+        status: int,
+        error_type: str | None,
+        message: str | None,
+        *,
+        method: str = "",
+        path: str = "",
+        attempts: int = 1,
+    ) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.method = method
+        self.path = path
+        self.attempts = attempts
+        where = f"{method} {path}: " if method else ""
+        kind = f" {error_type}" if error_type else ""
+        detail = f": {message}" if message else ""
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"{where}HTTP {status}{kind}{detail}{tries}")
+
+
+class AuthenticationError(ApiError):
+    """401: the credential was refused (and could not be refreshed)."""
+
+
+class PermissionDenied(ApiError):
+    """403: the credential lacks the scope or access for this request."""
+
+
+class JobNotFound(ApiError):
+    """404 EXPORT_NOT_FOUND: Pleo does not know this export job."""
+
+
+class JobFinished(PleoExportError):
+    """The export job is final; no further item updates or events are possible."""
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        self.job_id = job_id
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"export job {job_id} is finished{suffix}")
+
+
+class JobStateConflict(PleoExportError):
+    """Pleo refused a job event because the job is in a state that does not allow it."""
+
+    def __init__(self, job_id: str, event: str, job_status: str | None) -> None:
+        self.job_id = job_id
+        self.event = event
+        self.job_status = job_status
+        super().__init__(
+            f"export job {job_id}: event {event!r} refused, the job is {job_status or 'unknown'}"
+        )
+
+
+class IncompleteJob(PleoExportError):
+    """`complete()` was called while some submitted items are still unacknowledged."""
+
+    def __init__(self, job_id: str, unacknowledged: Collection[str], detail: str = "") -> None:
+        self.job_id = job_id
+        self.unacknowledged = frozenset(unacknowledged)
+        shown = sorted(self.unacknowledged)[:10]
+        more = len(self.unacknowledged) - len(shown)
+        listing = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+        reason = detail or f"{len(self.unacknowledged)} item(s) not acknowledged: {listing}"
+        super().__init__(f"export job {job_id} cannot be completed: {reason}; no event was sent")
+
+
+class UnexpectedResponse(PleoExportError):
+    """Pleo answered 2xx with a body that does not have the documented shape."""
+
+
+class LedgerError(PleoExportError):
+    """The ledger cannot be opened or written: a corrupt file or an unknown schema version."""
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,243 @@
+"""Wire models of Export API v3 job, item, event, pagination and error bodies (layer 1).
+
+Python names are snake_case; `_codec` maps them to camelCase. Requests use the strict enums of
+`_enums`; responses keep enum-like values as plain strings so an unknown value never raises.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import attrs
+
+from ._enums import (
+    ItemFailureReasonType,
+    ItemStatus,
+    JobEvent,
+    JobFailureReasonType,
+)
+from ._errors import InvalidInput
+from ._validate import aware_datetime, enum_member, optional_text, uuid_string
+
+T = TypeVar("T")
+
+_SETTABLE_BY_CLIENT = frozenset(
+    {ItemStatus.SUCCESSFUL, ItemStatus.FAILED, ItemStatus.IN_PROGRESS, ItemStatus.PENDING}
+)
+
+
+@attrs.frozen(slots=True)
+class ItemUpdate:
+    """One item's outcome, as sent in `PUT /v3/export-jobs/{jobId}/items` (UpdateExportJobItemV3).
+
+    Build it with `ItemUpdate.successful(...)` or `ItemUpdate.failed(...)`. Every field is
+    validated on construction, so a bad value raises `InvalidInput` before anything is sent.
+    """
+
+    accounting_entry_id: str
+    status: ItemStatus
+    exported_at: datetime | None = None
+    external_id: str | None = None
+    external_url: str | None = None
+    failure_reason: str | None = None
+    failure_reason_type: ItemFailureReasonType | None = None
+
+    def __attrs_post_init__(self) -> None:
+        entry_id = uuid_string("accounting_entry_id", self.accounting_entry_id)
+        if entry_id is not self.accounting_entry_id:
+            object.__setattr__(self, "accounting_entry_id", entry_id)
+        status = self.status
+        if type(status) is not ItemStatus:
+            status = enum_member("status", status, ItemStatus)
+            object.__setattr__(self, "status", status)
+        if status not in _SETTABLE_BY_CLIENT:
+            raise InvalidInput("status", status.value, "only Pleo sets an item to abandoned")
+        if self.exported_at is not None:
+            aware_datetime("exported_at", self.exported_at)
+        optional_text("external_id", self.external_id)
+        optional_text("external_url", self.external_url)
+        optional_text("failure_reason", self.failure_reason)
+        failure_type = self.failure_reason_type
+        if failure_type is not None and type(failure_type) is not ItemFailureReasonType:
+            failure_type = enum_member("failure_reason_type", failure_type, ItemFailureReasonType)
+            object.__setattr__(self, "failure_reason_type", failure_type)
+        if status is ItemStatus.FAILED:
+            if failure_type is None:
+                raise InvalidInput(
+                    "failure_reason_type", None, "a failed item needs a failure_reason_type"
+                )
+        elif failure_type is not None or self.failure_reason is not None:
+            raise InvalidInput(
+                "failure_reason_type" if failure_type is not None else "failure_reason",
+                failure_type if failure_type is not None else self.failure_reason,
+                f"only a failed item carries a failure reason, this one is {status.value}",
+            )
+
+    @classmethod
+    def successful(
+        cls,
+        accounting_entry_id: str,
+        *,
+        external_id: str | None = None,
+        external_url: str | None = None,
+        exported_at: datetime | None = None,
+    ) -> ItemUpdate:
+        """The item was created in the accounting system."""
+        return cls(
+            accounting_entry_id,
+            ItemStatus.SUCCESSFUL,
+            exported_at,
+            external_id,
+            external_url,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        accounting_entry_id: str,
+        *,
+        reason: str | None = None,
+        reason_type: ItemFailureReasonType | str,
+    ) -> ItemUpdate:
+        """The item could not be exported; `reason` should tell the bookkeeper what to fix."""
+        return cls(
+            accounting_entry_id,
+            ItemStatus.FAILED,
+            failure_reason=reason,
+            failure_reason_type=enum_member(
+                "failure_reason_type", reason_type, ItemFailureReasonType
+            ),
+        )
+
+
+def _null_status_is_pending(value: object, _: object) -> str:
+    # Pleo documents the status as null until the item is processed, and shows it as `pending`.
+    return ItemStatus.PENDING.value if value is None else str(value)
+
+
+@attrs.frozen
+class ExportJobItem:
+    """ExportJobItemV3: an item as Pleo reports it (GET job items, `data` of the PUT response)."""
+
+    accounting_entry_id: str
+    export_job_id: str
+    status: str = attrs.field(
+        default=ItemStatus.PENDING.value,
+        metadata={"pleo_export_async.structure_hook": _null_status_is_pending},
+    )
+    exported_at: datetime | None = None
+    external_id: str | None = None
+    external_url: str | None = None
+    failure_reason: str | None = None
+    failure_reason_type: str | None = None
+
+
+@attrs.frozen
+class ItemUpdateError:
+    """ExportJobItemUpdateErrorV3: one item Pleo refused in a 200 PUT response."""
+
+    accounting_entry_id: str
+    type: str
+    message: str = ""
+
+
+@attrs.frozen
+class ItemUpdateResponse:
+    """ExportJobItemUpdateV3: the 200 body of the PUT items request."""
+
+    data: list[ExportJobItem] = attrs.Factory(list)
+    errors: list[ItemUpdateError] = attrs.Factory(list)
+
+
+@attrs.frozen
+class JobEventRequest:
+    """CreateExportJobEvent: the body of `POST /v3/export-job-events`."""
+
+    event: JobEvent
+    job_id: str
+    failure_reason: str | None = None
+    failure_reason_type: JobFailureReasonType | None = None
+
+
+@attrs.frozen
+class ExportJobOptions:
+    vendor_based_bookkeeping: bool | None = None
+
+
+@attrs.frozen
+class CreateExportJob:
+    """CreateExportJob: the body of `POST /v3/export-jobs`."""
+
+    accounting_entry_ids: list[str]
+    company_id: str
+    employee_id: str | None = None
+    is_interactive: bool | None = None
+    options: ExportJobOptions | None = None
+
+
+@attrs.frozen
+class ExportJob:
+    """ExportJobV3."""
+
+    id: str
+    company_id: str
+    created_at: datetime
+    status: str
+    expires_in: int = 3600
+    is_interactive: bool = True
+    number_of_items: int = 0
+    vendor_based_bookkeeping: bool = False
+    completed_at: datetime | None = None
+    created_by: str | None = None
+    expired_at: datetime | None = None
+    failure_reason: str | None = None
+    failure_reason_type: str | None = None
+    last_updated_at: datetime | None = None
+    started_at: datetime | None = None
+
+
+@attrs.frozen
+class DataResponse(Generic[T]):
+    """`{"data": T}`: the envelope of single-object responses."""
+
+    data: T
+
+
+@attrs.frozen
+class CursorPageCurrentRequestInfo:
+    parameters: dict[str, list[str]] = attrs.Factory(dict)
+    after: str | None = None
+    before: str | None = None
+    limit: int | None = None
+    offset: int | None = None
+    sorting_keys: list[str] | None = None
+    sorting_order: list[str] | None = None
+
+
+@attrs.frozen
+class CursorPageInfo:
+    current_request_pagination: CursorPageCurrentRequestInfo = attrs.Factory(
+        CursorPageCurrentRequestInfo
+    )
+    has_next_page: bool = False
+    has_previous_page: bool = False
+    end_cursor: str | None = None
+    start_cursor: str | None = None
+    total: int | None = None
+
+
+@attrs.frozen
+class CursorPage(Generic[T]):
+    """CursorPaginatedResponse<T>: one page of a list endpoint."""
+
+    data: list[T]
+    pagination: CursorPageInfo = attrs.Factory(CursorPageInfo)
+
+
+@attrs.frozen
+class ExceptionInfo:
+    """The error body Pleo sends with 4xx and 5xx answers."""
+
+    type: str
+    message: str | None = None
