@@ -1,0 +1,85 @@
+"""Report export results to Pleo's Export API v3 from asyncio, and close the export job once.
+
+async with PleoExportClient(base_url, auth=ApiKeyAuth(key)) as client:
+    job = client.job(job_id)
+    report = await job.update(updates)
+    outcome = await job.complete()
+"""
+
+from ._auth import PRODUCTION_TOKEN_URL, STAGING_TOKEN_URL, ApiKeyAuth, BearerTokenAuth, TokenPair
+from ._classify import ItemErrorKind
+from ._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
+from ._enums import (
+    ItemFailureReasonType,
+    ItemStatus,
+    ItemUpdateErrorType,
+    JobEvent,
+    JobFailureReasonType,
+    JobStatus,
+)
+from ._errors import (
+    ApiError,
+    AuthenticationError,
+    ConflictingUpdates,
+    IncompleteJob,
+    InvalidInput,
+    JobFinished,
+    JobNotFound,
+    JobStateConflict,
+    LedgerError,
+    PermissionDenied,
+    PleoExportError,
+    TransportError,
+    UnexpectedResponse,
+)
+from ._job import JobRun
+from ._ledger import FinalEventRecord, JobLedger, Ledger, MemoryLedger
+from ._models import ExportJob, ExportJobItem, ItemUpdate
+from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
+from ._retry import RetryPolicy
+from ._version import __version__
+
+__all__ = [
+    "PRODUCTION_BASE_URL",
+    "PRODUCTION_TOKEN_URL",
+    "STAGING_BASE_URL",
+    "STAGING_TOKEN_URL",
+    "ApiError",
+    "ApiKeyAuth",
+    "AuthenticationError",
+    "BearerTokenAuth",
+    "CompletionOutcome",
+    "ConflictingUpdates",
+    "ExportJob",
+    "ExportJobItem",
+    "FinalEventRecord",
+    "IncompleteJob",
+    "InvalidInput",
+    "ItemErrorKind",
+    "ItemFailureReasonType",
+    "ItemStatus",
+    "ItemUpdate",
+    "ItemUpdateErrorType",
+    "JobEvent",
+    "JobFailureReasonType",
+    "JobFinished",
+    "JobLedger",
+    "JobNotFound",
+    "JobRun",
+    "JobStateConflict",
+    "JobStatus",
+    "Ledger",
+    "LedgerError",
+    "MemoryLedger",
+    "PermissionDenied",
+    "PleoExportClient",
+    "PleoExportError",
+    "Progress",
+    "Rejection",
+    "RetryPolicy",
+    "TokenPair",
+    "TransportError",
+    "UnexpectedResponse",
+    "UpdateReport",
+    "__version__",
+]

@@ -1,0 +1,87 @@
+"""Which final event closes the job, and with what reason (rule R10). Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import attrs
+
+from ._enums import JobEvent, JobFailureReasonType
+
+
+@attrs.frozen
+class Tally:
+    """The settled items of a job: what Pleo acknowledged, and what it rejected."""
+
+    successful: int = 0
+    failed: int = 0  # acknowledged with status failed
+    rejected: int = 0  # refused by Pleo with a permanent per-item error
+    #: Item-level failure types of the failed items, and of the rejected ones `validation_failure`.
+    failure_types: Mapping[str, int] = attrs.field(factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.successful + self.failed + self.rejected
+
+
+@attrs.frozen
+class EventChoice:
+    event: JobEvent
+    failure_reason: str | None = None
+    failure_reason_type: JobFailureReasonType | None = None
+
+
+_JOB_LEVEL_TYPES = frozenset(member.value for member in JobFailureReasonType)
+
+
+def job_failure_type(failure_types: Mapping[str, int]) -> JobFailureReasonType:
+    """The job-level type for a job whose items failed: their most frequent type that is also a
+    job-level value, else `validation_failure`.
+
+    Several item-level types (receipt_*, vendor_unknown, accounting_system_validation_failure...)
+    do not exist at job level; Pleo refuses them on an event, so they count as validation_failure.
+    """
+    counts: Counter[str] = Counter()
+    for item_type, count in failure_types.items():
+        if item_type in _JOB_LEVEL_TYPES:
+            counts[item_type] += count
+        else:
+            counts[JobFailureReasonType.VALIDATION_FAILURE.value] += count
+    if not counts:
+        return JobFailureReasonType.VALIDATION_FAILURE
+    # Ties go to the type listed first in the enum, so the choice does not depend on input order.
+    order = {member.value: index for index, member in enumerate(JobFailureReasonType)}
+    best = max(counts, key=lambda value: (counts[value], -order[value]))
+    return JobFailureReasonType(best)
+
+
+def _describe_failures(tally: Tally) -> str:
+    parts = []
+    if tally.failed:
+        parts.append(f"{tally.failed} failed in the accounting system")
+    if tally.rejected:
+        parts.append(f"{tally.rejected} rejected by Pleo")
+    common = Counter(tally.failure_types).most_common(1)
+    most_often = f"; most often {common[0][0]}" if common else ""
+    return ", ".join(parts) + most_often
+
+
+def choose_final_event(tally: Tally) -> EventChoice:
+    """The event that closes a job whose items are all settled (the caller checks that)."""
+    not_exported = tally.failed + tally.rejected
+    if not_exported == 0:
+        return EventChoice(JobEvent.COMPLETED)
+    failure_type = job_failure_type(tally.failure_types)
+    if tally.successful == 0:
+        return EventChoice(
+            JobEvent.FAILED,
+            f"All {not_exported} items could not be exported: {_describe_failures(tally)}.",
+            failure_type,
+        )
+    return EventChoice(
+        JobEvent.COMPLETED_WITH_ERRORS,
+        f"{not_exported} of {tally.total} items could not be exported: "
+        f"{_describe_failures(tally)}.",
+        failure_type,
+    )

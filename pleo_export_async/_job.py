@@ -1,0 +1,587 @@
+"""JobRun: drives the tracker and the final-event decision over the transport for one job (layer 6).
+
+Data flows one way: updates -> tracker plans batches -> transport sends -> tracker reconciles ->
+ledger records -> decision picks the event -> transport sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import TYPE_CHECKING
+
+import attrs
+
+from . import _codec
+from ._decision import EventChoice, Tally, choose_final_event
+from ._enums import FINAL_JOB_STATUS_OF_EVENT, JobEvent, JobFailureReasonType, JobStatus
+from ._errors import (
+    ConflictingUpdates,
+    IncompleteJob,
+    InvalidInput,
+    JobFinished,
+    JobStateConflict,
+    PleoExportError,
+    TransportError,
+)
+from ._ledger import JobLedger, Ledger
+from ._models import CursorPage, DataResponse, ExportJob, ExportJobItem, ItemUpdate, JobEventRequest
+from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
+from ._tracker import Entry, EntryState, ItemTracker, Offer
+from ._transport import Response, raise_for_response
+from ._validate import enum_member, optional_text
+
+if TYPE_CHECKING:
+    from ._client import PleoExportClient
+
+logger = logging.getLogger("pleo_export_async")
+
+ProgressCallback = Callable[[Progress], None]
+
+_FINAL_STATUSES = frozenset(status.value for status in FINAL_JOB_STATUS_OF_EVENT.values())
+_EVENTS_PATH = "/v3/export-job-events"
+
+
+class JobRun:
+    """One export job, as this process reports on it. Get one from `client.job(job_id)`.
+
+    Owns the job's tracker and its ledger handle: `update()` may be called several times (the
+    calls run one after another), `complete()` closes the job once, and returns the same outcome
+    when called again.
+    """
+
+    def __init__(self, client: PleoExportClient, job_id: str, ledger: Ledger) -> None:
+        self.job_id = job_id
+        self._client = client
+        self._ledger = ledger
+        self._job_ledger: JobLedger | None = None
+        self._tracker: ItemTracker | None = None
+        self._batch_size = client.batch_size
+        self._calls = 0
+        self._update_lock = asyncio.Lock()
+        self._final_lock = asyncio.Lock()
+        self._outcome: CompletionOutcome | None = None
+        self._finished_detail: str | None = None
+        self._items_path = f"/v3/export-jobs/{job_id}/items"
+
+    def __repr__(self) -> str:
+        state = self._outcome.event.value if self._outcome else "open"
+        return f"JobRun(job_id={self.job_id!r}, state={state!r})"
+
+    @property
+    def outcome(self) -> CompletionOutcome | None:
+        """How the job was closed, once `complete()` or `fail()` has succeeded."""
+        return self._outcome
+
+    async def _open(self) -> tuple[JobLedger, ItemTracker]:
+        if self._job_ledger is None or self._tracker is None:
+            job_ledger = await self._ledger.open_job(self.job_id)
+            self._tracker = ItemTracker(
+                job_ledger.acknowledged_update,
+                self._client.classify_item_error,
+                self._client.retry.max_attempts,
+            )
+            self._job_ledger = job_ledger
+            record = job_ledger.final_event()
+            if record is not None and record.outcome is not None:
+                self._outcome = record.outcome
+        return self._job_ledger, self._tracker
+
+    def _raise_if_final(self) -> None:
+        if self._outcome is not None:
+            raise JobFinished(self.job_id, f"the {self._outcome.event.value} event was sent")
+        if self._finished_detail is not None:
+            raise JobFinished(self.job_id, self._finished_detail)
+
+    # -- item updates -------------------------------------------------------------------------
+
+    async def update(
+        self,
+        updates: Iterable[ItemUpdate] | AsyncIterable[ItemUpdate],
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> UpdateReport:
+        """Send these item updates in concurrent batches and report what Pleo acknowledged.
+
+        Input is pulled lazily, so a generator of a million updates is fine. A list or tuple is
+        checked whole before the first request; a stream is checked as it is read, and a bad or
+        conflicting element stops the call after the batches in flight are settled. On an error
+        the exception carries the report of what was settled in its `report` attribute.
+        """
+        self._raise_if_final()
+        if isinstance(updates, Collection):
+            _check_collection(updates)
+        elif not isinstance(updates, Iterable | AsyncIterable):
+            raise InvalidInput("updates", updates, "must be an iterable of ItemUpdate")
+        async with self._update_lock:
+            job_ledger, tracker = await self._open()
+            self._raise_if_final()
+            self._calls += 1
+            call = _UpdateCall(self, job_ledger, tracker, self._calls, updates, on_progress)
+            return await call.run()
+
+    def _mark_finished(self, detail: str) -> None:
+        self._finished_detail = detail
+
+    # -- the final event ----------------------------------------------------------------------
+
+    async def complete(
+        self,
+        *,
+        event: JobEvent | str | None = None,
+        failure_reason: str | None = None,
+        failure_reason_type: JobFailureReasonType | str | None = None,
+    ) -> CompletionOutcome:
+        """Close the job with its final event, exactly once.
+
+        Waits for a running `update()`; refuses (sending nothing) while any submitted item is
+        unacknowledged; picks `completed`, `completed_with_errors` or `failed` from what was
+        acknowledged and rejected, unless `event` says otherwise.
+        """
+        chosen_event = None if event is None else enum_member("event", event, JobEvent)
+        if chosen_event is JobEvent.STARTED:
+            raise InvalidInput("event", event, "not a final event; use start()")
+        reason_type = (
+            None
+            if failure_reason_type is None
+            else enum_member("failure_reason_type", failure_reason_type, JobFailureReasonType)
+        )
+        optional_text("failure_reason", failure_reason)
+        async with self._final_lock, self._update_lock:
+            job_ledger, tracker = await self._open()
+            if self._outcome is not None:
+                return self._outcome
+            self._raise_if_final()
+            unsettled = tracker.unsettled()
+            if unsettled:
+                raise IncompleteJob(self.job_id, unsettled)
+            tally = self._tally(job_ledger, tracker)
+            if tally.total == 0 and chosen_event is None:
+                raise IncompleteJob(
+                    self.job_id,
+                    (),
+                    "no item update was acknowledged or rejected; pass event= to close it anyway",
+                )
+            choice = choose_final_event(tally)
+            if chosen_event is not None and chosen_event is not choice.event:
+                choice = EventChoice(chosen_event, None, None)
+            if failure_reason is not None or reason_type is not None:
+                choice = attrs.evolve(
+                    choice,
+                    failure_reason=failure_reason or choice.failure_reason,
+                    failure_reason_type=reason_type or choice.failure_reason_type,
+                )
+            return await self._send_final_event(job_ledger, choice, tally)
+
+    async def fail(self, reason: str, reason_type: JobFailureReasonType | str) -> CompletionOutcome:
+        """Fail the whole job now (e.g. the accounting system is unreachable), whatever the items.
+
+        Waits for a running `update()` so its acknowledgements are kept, then sends `failed`.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("reason", reason, "a failed job needs a reason for the bookkeeper")
+        job_reason_type = enum_member("reason_type", reason_type, JobFailureReasonType)
+        async with self._final_lock, self._update_lock:
+            job_ledger, tracker = await self._open()
+            if self._outcome is not None:
+                return self._outcome
+            self._raise_if_final()
+            choice = EventChoice(JobEvent.FAILED, reason, job_reason_type)
+            return await self._send_final_event(
+                job_ledger, choice, self._tally(job_ledger, tracker)
+            )
+
+    def _tally(self, job_ledger: JobLedger, tracker: ItemTracker) -> Tally:
+        acknowledged = job_ledger.tally()
+        failure_types = Counter(acknowledged.failure_types)
+        rejected = 0
+        for entry in tracker.rejected():
+            # An item rejected now but acknowledged earlier is in whatever state Pleo acknowledged.
+            if job_ledger.acknowledged_update(entry.update.accounting_entry_id) is None:
+                rejected += 1
+                failure_types["validation_failure"] += 1
+        return attrs.evolve(acknowledged, rejected=rejected, failure_types=dict(failure_types))
+
+    async def _send_final_event(
+        self, job_ledger: JobLedger, choice: EventChoice, tally: Tally
+    ) -> CompletionOutcome:
+        request = JobEventRequest(
+            choice.event, self.job_id, choice.failure_reason, choice.failure_reason_type
+        )
+
+        def outcome(already_delivered: bool) -> CompletionOutcome:
+            return CompletionOutcome(
+                job_id=self.job_id,
+                event=request.event,
+                failure_reason=request.failure_reason,
+                failure_reason_type=request.failure_reason_type,
+                successful=tally.successful,
+                failed=tally.failed,
+                rejected=tally.rejected,
+                already_delivered=already_delivered,
+            )
+
+        previous = job_ledger.final_event()
+        if previous is not None:
+            # An earlier attempt may have landed (a crash or a cancellation while it was in
+            # flight): read the job before sending anything (R11).
+            status = await self._job_status()
+            if status == FINAL_JOB_STATUS_OF_EVENT[previous.request.event]:
+                return await self._delivered(
+                    job_ledger,
+                    attrs.evolve(
+                        outcome(True),
+                        event=previous.request.event,
+                        failure_reason=previous.request.failure_reason,
+                        failure_reason_type=previous.request.failure_reason_type,
+                    ),
+                )
+            if status in _FINAL_STATUSES:
+                self._mark_finished(f"it is already {status}")
+                raise JobStateConflict(self.job_id, request.event.value, status)
+        await job_ledger.record_event_intent(request)
+        response = await self._client.transport.request(
+            "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
+        )
+        if response.status < 300:
+            return await self._delivered(job_ledger, outcome(False))
+        if response.status == 422 and response.error_type_is("INVALID_EXPORT_JOB_STATUS_CHANGE"):
+            status = await self._job_status(wait_for=FINAL_JOB_STATUS_OF_EVENT[request.event])
+            if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
+                return await self._delivered(job_ledger, outcome(True))
+            if status in _FINAL_STATUSES:
+                self._mark_finished(f"it is already {status}")
+            raise JobStateConflict(self.job_id, request.event.value, status)
+        raise_for_response(response, "POST", _EVENTS_PATH)
+        raise AssertionError("unreachable: raise_for_response raises for every error status")
+
+    async def _delivered(
+        self, job_ledger: JobLedger, outcome: CompletionOutcome
+    ) -> CompletionOutcome:
+        await job_ledger.record_event_delivered(outcome)
+        self._outcome = outcome
+        logger.info(
+            "export job closed with %s%s",
+            outcome.event.value,
+            " (already delivered)" if outcome.already_delivered else "",
+            extra={"job_id": self.job_id, "event": outcome.event.value},
+        )
+        return outcome
+
+    async def _job_status(self, wait_for: str | None = None) -> str:
+        """The job's status at Pleo. Events are applied asynchronously (202), so when a status is
+        expected, look a few times before believing it is not there."""
+        delays = (0.0, 0.25, 0.5, 1.0) if wait_for else (0.0,)
+        status = ""
+        for delay in delays:
+            if delay:
+                await asyncio.sleep(delay)
+            status = (await self.fetch()).status
+            if wait_for is None or status == wait_for or status in _FINAL_STATUSES:
+                break
+        return status
+
+    # -- reading and starting the job ---------------------------------------------------------
+
+    async def fetch(self) -> ExportJob:
+        """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`)."""
+        path = f"/v3/export-jobs/{self.job_id}"
+        response = await self._client.transport.request("GET", path)
+        raise_for_response(response, "GET", path)
+        return _codec.decode(response.body, DataResponse[ExportJob]).data
+
+    async def start(self) -> ExportJob:
+        """Send the `started` event (the job becomes in_progress), or accept that it already is.
+
+        A job found already `in_progress` is resumed, as Pleo's recovery guidance says.
+        """
+        request = JobEventRequest(JobEvent.STARTED, self.job_id)
+        response = await self._client.transport.request(
+            "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
+        )
+        if response.status >= 300:
+            if response.status != 422:
+                raise_for_response(response, "POST", _EVENTS_PATH)
+            job = await self.fetch()
+            if job.status in _FINAL_STATUSES:
+                self._mark_finished(f"it is {job.status}")
+                raise JobFinished(self.job_id, f"it is {job.status}")
+            if job.status != JobStatus.IN_PROGRESS:
+                raise JobStateConflict(self.job_id, "started", job.status)
+            return job
+        return await self.fetch()
+
+    async def items(
+        self, *, status: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[ExportJobItem]:
+        """Every item of the job at Pleo (all pages of `GET /v3/export-jobs/{jobId}/items`)."""
+        params: dict[str, str | list[str]] = {"limit": str(page_size)}
+        if status is not None:
+            params["status"] = status
+        while True:
+            response = await self._client.transport.request("GET", self._items_path, params=params)
+            raise_for_response(response, "GET", self._items_path)
+            page = _codec.decode(response.body, CursorPage[ExportJobItem])
+            for item in page.data:
+                yield item
+            if not page.pagination.has_next_page or not page.pagination.end_cursor:
+                return
+            params["after"] = page.pagination.end_cursor
+
+
+def _check_collection(updates: Collection[object]) -> None:
+    """Whole-input checks for an in-memory collection, before any request (R1, R14)."""
+    seen: dict[str, ItemUpdate] = {}
+    for index, update in enumerate(updates):
+        if not isinstance(update, ItemUpdate):
+            raise InvalidInput(f"updates[{index}]", update, "not an ItemUpdate")
+        entry_id = update.accounting_entry_id
+        first = seen.setdefault(entry_id, update)
+        if first is not update and first != update:
+            raise ConflictingUpdates(entry_id, first, update)
+
+
+_END = object()
+
+
+class _UpdateCall:
+    """One `update()` call: a fixed set of workers pulling batches from the tracker (R2)."""
+
+    def __init__(
+        self,
+        run: JobRun,
+        job_ledger: JobLedger,
+        tracker: ItemTracker,
+        call: int,
+        updates: Iterable[ItemUpdate] | AsyncIterable[ItemUpdate],
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self._run = run
+        self._job_ledger = job_ledger
+        self._tracker = tracker
+        self._call = call
+        self._on_progress = on_progress
+        self._sync_source: Iterator[ItemUpdate] | None = None
+        self._async_source: AsyncIterator[ItemUpdate] | None = None
+        if isinstance(updates, AsyncIterable):
+            self._async_source = aiter(updates)
+        else:
+            self._sync_source = iter(updates)
+        self._exhausted = False
+        self._pulled = 0
+        self._pull_lock = asyncio.Lock()
+        self._offered: dict[str, None] = {}
+        self._skipped: set[str] = set()
+        self._stop: PleoExportError | None = None
+        self._requests = 0
+        self._retries = 0
+        self._causes: Counter[str] = Counter()
+        self._items_resent = 0
+        self._acknowledged = 0
+        self._rejected = 0
+        self._given_up = 0
+
+    async def run(self) -> UpdateReport:
+        workers = self._run._client.max_concurrency
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(self._worker())
+        finally:
+            self._tracker.drop_ready(
+                "not sent: the update call stopped" if self._stop else "not sent: cancelled"
+            )
+        report = self._report()
+        if self._stop is not None:
+            self._stop.report = report
+            raise self._stop from None
+        return report
+
+    def _stop_with(self, error: PleoExportError) -> None:
+        if self._stop is None:
+            self._stop = error
+
+    async def _next_batch(self) -> list[Entry]:
+        tracker = self._tracker
+        size = self._run._batch_size
+        if self._async_source is None:
+            self._fill_from_iterator(size)  # no await inside: atomic on the event loop
+            return tracker.take_batch(size)
+        async with self._pull_lock:
+            while not self._exhausted and tracker.ready < size:
+                try:
+                    update = await anext(self._async_source)
+                except StopAsyncIteration:
+                    self._exhausted = True
+                    break
+                self._offer(update)
+            return tracker.take_batch(size)
+
+    def _fill_from_iterator(self, size: int) -> None:
+        assert self._sync_source is not None
+        tracker = self._tracker
+        source = self._sync_source
+        while not self._exhausted and tracker.ready < size:
+            update = next(source, _END)
+            if update is _END:
+                self._exhausted = True
+                break
+            self._offer(update)
+
+    def _offer(self, update: object) -> None:
+        index = self._pulled
+        self._pulled += 1
+        if not isinstance(update, ItemUpdate):
+            raise InvalidInput(f"updates[{index}]", update, "not an ItemUpdate")
+        entry_id = update.accounting_entry_id
+        self._offered[entry_id] = None
+        if self._tracker.offer(update, self._call) is Offer.SKIPPED:
+            self._skipped.add(entry_id)
+
+    async def _worker(self) -> None:
+        tracker = self._tracker
+        while self._stop is None:
+            try:
+                batch = await self._next_batch()
+            except PleoExportError as error:
+                self._exhausted = True
+                self._stop_with(error)
+                return
+            if not batch:
+                return
+            try:
+                await self._send(batch)
+            except BaseException:
+                tracker.give_up(batch, "cancelled while in flight")
+                raise
+
+    async def _send(self, batch: list[Entry]) -> None:
+        run, tracker = self._run, self._tracker
+        updates = [entry.update for entry in batch]
+        await self._job_ledger.record_in_flight(updates)
+        body = _codec.encode_item_updates(updates)
+        extra = {"job_id": run.job_id, "batch_size": len(batch)}
+        try:
+            response = await run._client.transport.request(
+                "PUT", run._items_path, body=body, log_extra=extra
+            )
+        except TransportError as error:
+            tracker.give_up(batch, str(error))
+            self._count(error.attempts, {})
+            self._stop_with(error)
+            return
+        self._count(response.attempts, response.retry_causes)
+        if response.status == 200:
+            await self._settle(batch, response)
+        elif response.status == 413:
+            # Pleo's limit is lower than our batch size: halve it, send these again (R8).
+            run._batch_size = max(1, len(batch) // 2)
+            tracker.send_again_later(batch)
+            logger.warning(
+                "PUT items: 413 for %d items; batches are now at most %d",
+                len(batch),
+                run._batch_size,
+                extra={**extra, "status": 413},
+            )
+        else:
+            tracker.give_up(batch, f"HTTP {response.status}")
+            self._stop_with(self._error_for(response))
+
+    async def _settle(self, batch: list[Entry], response: Response) -> None:
+        tracker = self._tracker
+        try:
+            acknowledged_ids, errors = _codec.read_item_update_response(response.body)
+        except ValueError:
+            # Unreadable 200 body: nothing is known to be acknowledged, so it all goes again.
+            logger.warning("PUT items: unreadable 200 response", extra={"job_id": self._run.job_id})
+            acknowledged_ids, errors = [], []
+        outcome = tracker.reconcile(batch, acknowledged_ids, errors)
+        if outcome.acknowledged:
+            await self._job_ledger.record_acknowledged(outcome.acknowledged)
+        if outcome.unexpected_ids:
+            logger.warning(
+                "PUT items: response names %d ID(s) that were not in the request; ignored: %s",
+                len(outcome.unexpected_ids),
+                ", ".join(outcome.unexpected_ids[:5]),
+                extra={"job_id": self._run.job_id},
+            )
+        self._acknowledged += len(outcome.acknowledged)
+        self._rejected += len(outcome.rejected)
+        self._items_resent += outcome.requeued
+        self._given_up += outcome.given_up
+        if self._on_progress is not None:
+            self._report_progress(
+                Progress(
+                    job_id=self._run.job_id,
+                    acknowledged=self._acknowledged,
+                    rejected=self._rejected,
+                    skipped=len(self._skipped),
+                    unacknowledged=self._given_up,
+                    in_flight=tracker.in_flight,
+                    requests=self._requests,
+                    retries=self._retries,
+                )
+            )
+
+    def _report_progress(self, progress: Progress) -> None:
+        assert self._on_progress is not None
+        try:
+            self._on_progress(progress)
+        except Exception:
+            # A broken progress display must not abandon batches that are in flight.
+            logger.exception("progress callback failed", extra={"job_id": self._run.job_id})
+
+    def _error_for(self, response: Response) -> PleoExportError:
+        _, message = response.exception_info()
+        if response.status == 422 and response.error_type_is("EXPORT_JOB_STATUS_UNPROCESSABLE"):
+            detail = message or "Pleo refuses item updates"
+            self._run._mark_finished(detail)
+            return JobFinished(self._run.job_id, detail)
+        try:
+            raise_for_response(response, "PUT", self._run._items_path)
+        except PleoExportError as error:
+            return error
+        raise AssertionError(f"no error for HTTP {response.status}")
+
+    def _count(self, attempts: int, causes: Mapping[str, int]) -> None:
+        self._requests += attempts
+        self._retries += attempts - 1
+        self._causes.update(causes)
+
+    def _report(self) -> UpdateReport:
+        entries = self._tracker.entries
+        acknowledged = {}
+        rejected = {}
+        unacknowledged = {}
+        skipped = self._skipped
+        for entry_id in self._offered:
+            if entry_id in skipped:
+                continue
+            entry = entries[entry_id]
+            if entry.state is EntryState.ACKNOWLEDGED:
+                acknowledged[entry_id] = entry.update.status
+            elif entry.state is EntryState.REJECTED:
+                rejected[entry_id] = Rejection(entry.error_type or "", entry.error_message)
+            else:
+                unacknowledged[entry_id] = entry.error_message or entry.state.value
+        return UpdateReport(
+            job_id=self._run.job_id,
+            acknowledged=acknowledged,
+            rejected=rejected,
+            skipped=frozenset(skipped),
+            unacknowledged=unacknowledged,
+            requests=self._requests,
+            retries=self._retries,
+            retries_by_cause=dict(self._causes),
+            items_resent=self._items_resent,
+        )

@@ -1,0 +1,76 @@
+"""What the library tells its caller: the report of an `update()`, the outcome of `complete()`,
+and the progress snapshots handed to a progress callback. Frozen values, no behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from ._enums import ItemStatus, JobEvent, JobFailureReasonType
+
+
+@attrs.frozen
+class Rejection:
+    """Pleo refused an item's update for good: its error `type` and `message`."""
+
+    error_type: str
+    message: str
+
+
+@attrs.frozen
+class UpdateReport:
+    """The result of one `JobRun.update()` call, keyed by accountingEntryId.
+
+    * `acknowledged`: Pleo acknowledged the update in this call (the value is the status sent).
+    * `rejected`: Pleo refused it with a permanent per-item error.
+    * `skipped`: not sent, because Pleo had already acknowledged it (in this run, an earlier
+      one, or another JobRun sharing the ledger).
+    * `unacknowledged`: sent (or about to be) but never acknowledged: the value says why. These
+      block `complete()` until a later `update()` gets them acknowledged.
+    """
+
+    job_id: str
+    acknowledged: Mapping[str, ItemStatus]
+    rejected: Mapping[str, Rejection]
+    skipped: frozenset[str]
+    unacknowledged: Mapping[str, str]
+    requests: int  # PUT requests sent, retries included
+    retries: int  # requests sent again after a transient failure
+    retries_by_cause: Mapping[str, int]  # e.g. {"http_503": 2, "connection_error": 1}
+    items_resent: int  # items sent again because a response left them out or a transient error
+
+    @property
+    def all_settled(self) -> bool:
+        """True when nothing in this call is left unacknowledged."""
+        return not self.unacknowledged
+
+
+@attrs.frozen
+class CompletionOutcome:
+    """How the job was closed: the final event and the counts behind it."""
+
+    job_id: str
+    event: JobEvent
+    failure_reason: str | None
+    failure_reason_type: JobFailureReasonType | None
+    successful: int
+    failed: int
+    rejected: int
+    #: True when the event was not sent by this call because Pleo already had it (a retry whose
+    #: first attempt landed, or a run before a crash); the job is in the event's status either way.
+    already_delivered: bool = False
+
+
+@attrs.frozen
+class Progress:
+    """A snapshot after each settled batch of an `update()` call."""
+
+    job_id: str
+    acknowledged: int
+    rejected: int
+    skipped: int
+    unacknowledged: int
+    in_flight: int
+    requests: int
+    retries: int

@@ -1,0 +1,222 @@
+"""The item tracker: each accountingEntryId's state in one JobRun, batch planning and the
+reconciliation of PUT responses by ID (rules R1, R3, R4, R5). No I/O: the JobRun feeds it what it
+pulled from the input and what Pleo answered, and asks it what to send next.
+
+    offer ──► QUEUED ──take_batch──► IN_FLIGHT ──reconcile──► ACKNOWLEDGED
+                 ▲                      │                 ├─► REJECTED (permanent item error)
+                 └───── not acknowledged, budget left ◄───┤
+                                                          └─► UNACKNOWLEDGED (budget spent/stopped)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+import attrs
+
+from ._classify import ItemErrorKind
+from ._enums import ItemStatus
+from ._errors import ConflictingUpdates
+from ._models import ItemUpdate, ItemUpdateError
+
+
+class EntryState(enum.Enum):
+    QUEUED = "queued"
+    IN_FLIGHT = "in_flight"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    UNACKNOWLEDGED = "unacknowledged"
+
+
+class Offer(enum.Enum):
+    QUEUED = "queued"
+    SKIPPED = "skipped"  # already acknowledged (R4)
+    COLLAPSED = "collapsed"  # an identical update for this ID is already in this call
+
+
+@attrs.define(slots=True, eq=False)
+class Entry:
+    update: ItemUpdate
+    state: EntryState
+    call: int
+    attempts: int = 0
+    error_type: str | None = None
+    error_message: str = ""
+
+
+@attrs.frozen
+class BatchOutcome:
+    """What one 200 PUT response settled, for the ledger and the log."""
+
+    acknowledged: list[ItemUpdate]
+    rejected: list[Entry]
+    requeued: int  # entries sent again later: missing from the response or a transient error
+    given_up: int  # entries left unacknowledged because their attempts ran out
+    unexpected_ids: list[str]  # IDs in the response that were not in the request
+
+
+class ItemTracker:
+    """States of the items submitted to one JobRun.
+
+    `acknowledged_update(entry_id)` looks up the ledger: the update Pleo last acknowledged for that
+    ID, from this JobRun or any other that shares the ledger.
+    """
+
+    def __init__(
+        self,
+        acknowledged_update: Callable[[str], ItemUpdate | None],
+        classify_error: Callable[[str], ItemErrorKind],
+        max_attempts: int,
+    ) -> None:
+        self._acknowledged_update = acknowledged_update
+        self._classify_error = classify_error
+        self._max_attempts = max_attempts
+        self.entries: dict[str, Entry] = {}
+        self._ready: deque[Entry] = deque()
+        self.in_flight = 0
+
+    @property
+    def ready(self) -> int:
+        """How many entries wait to be sent."""
+        return len(self._ready)
+
+    def offer(self, update: ItemUpdate, call: int) -> Offer:
+        """Take one update pulled from the input of `update()` call number `call`."""
+        entry_id = update.accounting_entry_id
+        entry = self.entries.get(entry_id)
+        if entry is not None and entry.call == call:
+            if entry.update == update:
+                return Offer.COLLAPSED
+            raise ConflictingUpdates(entry_id, entry.update, update)
+        acknowledged = self._acknowledged_update(entry_id)
+        if acknowledged is not None and (
+            acknowledged.status is ItemStatus.SUCCESSFUL or acknowledged == update
+        ):
+            if entry is not None:
+                entry.call = call
+            return Offer.SKIPPED
+        if entry is None:
+            entry = Entry(update, EntryState.QUEUED, call)
+            self.entries[entry_id] = entry
+        else:
+            # A later call supersedes what an earlier call left rejected, unacknowledged, or
+            # acknowledged as failed (R4 allows replacing a failed item).
+            entry.update = update
+            entry.state = EntryState.QUEUED
+            entry.call = call
+            entry.attempts = 0
+            entry.error_type = None
+            entry.error_message = ""
+        self._ready.append(entry)
+        return Offer.QUEUED
+
+    def take_batch(self, size: int) -> list[Entry]:
+        """Up to `size` entries to send now, re-sent ones first; they become in flight."""
+        ready = self._ready
+        batch = [ready.popleft() for _ in range(min(size, len(ready)))]
+        for entry in batch:
+            entry.state = EntryState.IN_FLIGHT
+            entry.attempts += 1
+        self.in_flight += len(batch)
+        return batch
+
+    def reconcile(
+        self,
+        batch: Sequence[Entry],
+        acknowledged_ids: Iterable[str],
+        errors: Iterable[ItemUpdateError],
+    ) -> BatchOutcome:
+        """Settle a batch from a 200 PUT response, matching by ID, never by position (R3).
+
+        An ID in `errors` is not acknowledged even if it is also in `data`: resending is safe,
+        believing a refused update landed is not.
+        """
+        by_id = {entry.update.accounting_entry_id: entry for entry in batch}
+        rejected: list[Entry] = []
+        unexpected: list[str] = []
+        requeued = given_up = 0
+        for error in errors:
+            entry = by_id.get(error.accounting_entry_id.lower())
+            if entry is None or entry.state is not EntryState.IN_FLIGHT:
+                unexpected.append(error.accounting_entry_id)
+                continue
+            entry.error_type = error.type
+            entry.error_message = error.message
+            if (
+                self._classify_error(error.type) is ItemErrorKind.TRANSIENT
+                and entry.attempts < self._max_attempts
+            ):
+                self._send_again(entry)
+                requeued += 1
+            else:
+                entry.state = EntryState.REJECTED
+                rejected.append(entry)
+        acknowledged: list[ItemUpdate] = []
+        for entry_id in acknowledged_ids:
+            entry = by_id.get(entry_id)
+            if entry is None or entry.state is not EntryState.IN_FLIGHT:
+                if entry is None:
+                    unexpected.append(entry_id)
+                continue
+            entry.state = EntryState.ACKNOWLEDGED
+            entry.error_type = None
+            acknowledged.append(entry.update)
+        for entry in batch:
+            if entry.state is EntryState.IN_FLIGHT:
+                if entry.attempts < self._max_attempts:
+                    self._send_again(entry)
+                    requeued += 1
+                else:
+                    entry.state = EntryState.UNACKNOWLEDGED
+                    entry.error_message = (
+                        f"not acknowledged by Pleo after {entry.attempts} attempts"
+                    )
+                    given_up += 1
+        self.in_flight -= len(batch)
+        return BatchOutcome(acknowledged, rejected, requeued, given_up, unexpected)
+
+    def send_again_later(self, batch: Sequence[Entry]) -> None:
+        """Put a batch that was refused as a whole (e.g. 413) back in line, no attempt counted."""
+        for entry in reversed(batch):
+            entry.attempts -= 1
+            self._send_again(entry)
+        self.in_flight -= len(batch)
+
+    def give_up(self, batch: Sequence[Entry], reason: str) -> None:
+        """The batch's request failed for good, or was cancelled: its entries are unacknowledged."""
+        for entry in batch:
+            if entry.state is EntryState.IN_FLIGHT:
+                entry.state = EntryState.UNACKNOWLEDGED
+                entry.error_message = reason
+                self.in_flight -= 1
+
+    def drop_ready(self, reason: str) -> None:
+        """The call stopped: what was waiting to be sent is unacknowledged."""
+        while self._ready:
+            entry = self._ready.popleft()
+            entry.state = EntryState.UNACKNOWLEDGED
+            entry.error_message = reason
+
+    def unsettled(self) -> dict[str, str]:
+        """IDs not yet acknowledged with a final status nor rejected, with the reason (R9)."""
+        unsettled: dict[str, str] = {}
+        for entry_id, entry in self.entries.items():
+            state = entry.state
+            if state is EntryState.ACKNOWLEDGED or state is EntryState.REJECTED:
+                if state is EntryState.ACKNOWLEDGED and entry.update.status not in _FINAL:
+                    unsettled[entry_id] = f"acknowledged as {entry.update.status.value}, not final"
+                continue
+            unsettled[entry_id] = entry.error_message or state.value
+        return unsettled
+
+    def rejected(self) -> list[Entry]:
+        return [entry for entry in self.entries.values() if entry.state is EntryState.REJECTED]
+
+    def _send_again(self, entry: Entry) -> None:
+        entry.state = EntryState.QUEUED
+        self._ready.appendleft(entry)
+
+
+_FINAL = frozenset({ItemStatus.SUCCESSFUL, ItemStatus.FAILED})

@@ -1,0 +1,255 @@
+"""HTTP for the Export API (layer 5): one aiohttp session, the credential, timeouts, the
+concurrency limit and the `Retry-After` gate shared by every job and endpoint of a client, and
+the retries of transient failures (rule R6) and of a 401 after a refresh (rule R7).
+
+It answers with the final `Response` whatever its status; `raise_for_response` turns an error
+status into the exception hierarchy. Endpoint-specific handling (404, 413, 422) is the JobRun's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+
+from . import _codec
+from ._auth import Credential
+from ._classify import Disposition, classify_status, retry_after_seconds
+from ._errors import (
+    ApiError,
+    AuthenticationError,
+    JobNotFound,
+    PermissionDenied,
+    TransportError,
+)
+from ._retry import RetryPolicy
+from ._version import __version__
+
+logger = logging.getLogger("pleo_export_async")
+
+_JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+
+
+@attrs.frozen
+class Response:
+    status: int
+    body: bytes
+    retry_after: float | None
+    credential_generation: int  # of the credential this attempt was sent with
+    attempts: int = 1
+    retry_causes: Mapping[str, int] = attrs.field(factory=dict)  # failed attempts by cause
+
+    def json(self) -> Any:
+        return _codec.loads(self.body) if self.body else None
+
+    def error_type_is(self, expected: str) -> bool:
+        """Whether the ExceptionInfo `type` is `expected`, in any case (Pleo spells both)."""
+        error_type, _ = self.exception_info()
+        return error_type is not None and error_type.upper() == expected
+
+    def exception_info(self) -> tuple[str | None, str | None]:
+        """`type` and `message` of an ExceptionInfo body; (None, None) for any other body."""
+        try:
+            body = self.json()
+        except ValueError:
+            return None, None
+        if not isinstance(body, dict):
+            return None, None
+        error_type, message = body.get("type"), body.get("message")
+        return (
+            error_type if isinstance(error_type, str) else None,
+            message if isinstance(message, str) else None,
+        )
+
+
+class _Retryable(Exception):
+    """A transient failure of one attempt, for `backoff` to retry."""
+
+    def __init__(self, cause: str, response: Response | None, detail: str) -> None:
+        self.cause = cause
+        self.response = response
+        self.detail = detail
+        super().__init__(detail)
+
+
+class RetryAfterGate:
+    """Holds every sender of the client until a `Retry-After` pause is over."""
+
+    def __init__(self) -> None:
+        self._resume_at = 0.0
+
+    def pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._resume_at = max(self._resume_at, loop.time() + seconds)
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        # A loop, not an Event: another 429 may push the deadline back while we sleep.
+        while (remaining := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(remaining)
+
+
+class Transport:
+    def __init__(
+        self,
+        base_url: str,
+        credential: Credential,
+        *,
+        max_concurrency: int,
+        timeout: float,
+        retry: RetryPolicy,
+    ) -> None:
+        self.base_url = base_url
+        self.credential = credential
+        self.retry = retry
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._gate = RetryAfterGate()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency),
+                headers={"User-Agent": f"pleo-export-async/{__version__}"},
+                raise_for_status=False,
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the client is not open: use `async with PleoExportClient(...)`")
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
+        log_extra: Mapping[str, object] | None = None,
+    ) -> Response:
+        """Send until the answer is not transient, the retry budget is spent, or a 401 persists
+        after one refresh of the credential. Raises `TransportError` when no answer came at all."""
+        attempts = 0
+        causes: Counter[str] = Counter()
+        extra = dict(log_extra or {})
+
+        def on_backoff(details: dict[str, Any]) -> None:
+            failure: _Retryable = details["exception"]
+            causes[failure.cause] += 1
+            logger.warning(
+                "%s %s: %s; retrying in %.2fs",
+                method,
+                path,
+                failure.detail,
+                details["wait"],
+                extra={
+                    **extra,
+                    "attempt": details["tries"],
+                    "status": failure.cause,
+                    "wait": details["wait"],
+                },
+            )
+
+        async def attempt() -> Response:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(method, path, body, params)
+
+        send_with_retries = self.retry.retrying(_Retryable, on_backoff)(attempt)
+        refreshed = False
+        while True:
+            try:
+                response = await send_with_retries()
+            except _Retryable as exhausted:
+                if exhausted.response is None:
+                    raise TransportError(
+                        f"{method} {path}: {exhausted.detail} (gave up after {attempts} attempts)",
+                        attempts=attempts,
+                    ) from None
+                response = exhausted.response
+            if response.status == 401 and not refreshed and self.credential.refreshable:
+                refreshed = True
+                causes["http_401_refresh"] += 1
+                await self.credential.refresh(self.session, response.credential_generation)
+                continue
+            return attrs.evolve(response, attempts=attempts, retry_causes=dict(causes))
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        params: Mapping[str, str | list[str]] | None,
+    ) -> Response:
+        session = self.session
+        async with self._semaphore:
+            await self._gate.wait()
+            generation = self.credential.generation
+            headers = {"Authorization": self.credential.authorization()}
+            if body is not None:
+                headers.update(_JSON_HEADERS)
+            try:
+                async with session.request(
+                    method,
+                    self.base_url + path,
+                    data=body,
+                    params=_query(params),
+                    headers=headers,
+                ) as http_response:
+                    status = http_response.status
+                    content = await http_response.read()
+                    retry_after = retry_after_seconds(http_response.headers.get("Retry-After"))
+            except TimeoutError:
+                raise _Retryable("timeout", None, f"no answer within {self.timeout}s") from None
+            except aiohttp.ClientError as error:
+                raise _Retryable(
+                    "connection_error", None, f"connection failed: {type(error).__name__}"
+                ) from None
+            response = Response(status, content, retry_after, generation)
+            if classify_status(status) is Disposition.RETRY:
+                if retry_after is not None:
+                    self._gate.pause(min(retry_after, self.retry.max_elapsed))
+                raise _Retryable(f"http_{status}", response, f"HTTP {status}")
+            return response
+
+
+def _query(params: Mapping[str, str | list[str]] | None) -> list[tuple[str, str]] | None:
+    if not params:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if isinstance(value, list):
+            pairs.extend((name, item) for item in value)
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def raise_for_response(response: Response, method: str, path: str) -> None:
+    """Raise the exception for an error status; do nothing for 2xx."""
+    if response.status < 300:
+        return
+    error_type, message = response.exception_info()
+    kwargs: dict[str, Any] = {"method": method, "path": path, "attempts": response.attempts}
+    if response.status == 401:
+        raise AuthenticationError(response.status, error_type, message, **kwargs)
+    if response.status == 403:
+        raise PermissionDenied(response.status, error_type, message, **kwargs)
+    if response.status == 404 and (error_type or "").upper() == "EXPORT_NOT_FOUND":
+        raise JobNotFound(response.status, error_type, message, **kwargs)
+    raise ApiError(response.status, error_type, message, **kwargs)
