@@ -63,7 +63,8 @@ def camel_case(name: str) -> str:
 
 def format_datetime(value: datetime) -> str:
     """RFC 3339 in UTC with whole seconds, as Pleo documents: `2023-11-07T05:31:56Z`."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime does not zero-pad years before 1000.
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_datetime(value: object, _: object = None) -> datetime:
@@ -73,6 +74,12 @@ def parse_datetime(value: object, _: object = None) -> datetime:
         raise ValueError(f"expected an RFC 3339 date-time string, got {value!r}")
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _lenient_text(value: object, _: object) -> str:
+    if isinstance(value, str):
+        return value
+    return "" if value is None else str(value)
 
 
 def _is_attrs_class(type_: Any) -> bool:
@@ -85,6 +92,9 @@ def _wire_overrides(cls: Any) -> dict[str, Any]:
         field.name: override(
             rename=field.metadata.get(WIRE_NAME) or camel_case(field.name),
             struct_hook=field.metadata.get(STRUCTURE_HOOK),
+            # Only optional fields are left out when unset; a required field with a default
+            # (expiresIn 3600, an empty `data`) is still written.
+            omit_if_default=None if field.default is None else False,
         )
         for field in attrs.fields(origin)
     }
@@ -92,6 +102,8 @@ def _wire_overrides(cls: Any) -> dict[str, Any]:
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
+    # Lenient reading: a null where the spec promises a string becomes "", never the text "None".
+    converter.register_structure_hook(str, _lenient_text)
     converter.register_unstructure_hook(datetime, format_datetime)
     converter.register_structure_hook(datetime, parse_datetime)
     converter.register_unstructure_hook(date, date.isoformat)

@@ -133,11 +133,18 @@ class ExportJobItem:
     failure_reason_type: str | None = None
 
 
+def _lower_case_id(value: object, _: object) -> str:
+    # IDs are matched against what was sent, which is canonical lower case.
+    return str(value).lower()
+
+
 @attrs.frozen
 class ItemUpdateError:
     """ExportJobItemUpdateErrorV3: one item Pleo refused in a 200 PUT response."""
 
-    accounting_entry_id: str
+    accounting_entry_id: str = attrs.field(
+        metadata={"pleo_export_async.structure_hook": _lower_case_id}
+    )
     type: str
     message: str = ""
 

@@ -138,7 +138,7 @@ class ItemTracker:
         unexpected: list[str] = []
         requeued = given_up = 0
         for error in errors:
-            entry = by_id.get(error.accounting_entry_id.lower())
+            entry = by_id.get(error.accounting_entry_id)
             if entry is None or entry.state is not EntryState.IN_FLIGHT:
                 unexpected.append(error.accounting_entry_id)
                 continue

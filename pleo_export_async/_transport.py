@@ -121,6 +121,11 @@ class Transport:
                 headers={"User-Agent": f"pleo-export-async/{__version__}"},
                 raise_for_status=False,
             )
+            # aiohttp silently re-sends an idempotent request (our PUT) once when a pooled
+            # connection drops; that bypasses the retry policy and the counts users rely on.
+            # aiohttp's own test client switches it off the same way.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
 
     async def close(self) -> None:
         if self._session is not None:
