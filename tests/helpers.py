@@ -50,5 +50,5 @@ def put_bodies(fake: FakePleo, job_id: str) -> list[list[dict[str, Any]]]:
 async def wait_until(condition: Callable[[], bool]) -> None:
     """Poll `condition` (state of the fake, which has no events to await) until it holds."""
     async with asyncio.timeout(10):
-        while not condition():
+        while not condition():  # noqa: ASYNC110  (the fake has no event to await)
             await asyncio.sleep(0.005)
