@@ -71,6 +71,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _basic_authorization(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 class ApiKeyAuth:
     """An API key, sent as HTTP Basic: the key is the user name, the password is empty."""
 
@@ -79,7 +83,7 @@ class ApiKeyAuth:
     def __init__(self, api_key: str) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise InvalidInput("api_key", "<redacted>", "must be a non-empty string")
-        self._header = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode("ascii")
+        self._header = _basic_authorization(api_key, "")
 
     @property
     def generation(self) -> int:
@@ -166,9 +170,11 @@ class BearerTokenAuth:
             assert self._client_id is not None
             assert self._client_secret is not None
             form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
-            client_auth = aiohttp.BasicAuth(self._client_id, self._client_secret)
+            client_auth = _basic_authorization(self._client_id, self._client_secret)
             try:
-                async with session.post(self._token_url, data=form, auth=client_auth) as response:
+                async with session.post(
+                    self._token_url, data=form, headers={"Authorization": client_auth}
+                ) as response:
                     status = response.status
                     payload = await response.json(content_type=None) if status == 200 else None
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:

@@ -461,6 +461,11 @@ class _UpdateCall:
                 return
             try:
                 await self._send(batch)
+            except PleoExportError as error:
+                # e.g. a token refresh refused: stop pulling; the other workers settle theirs.
+                tracker.give_up(batch, str(error))
+                self._stop_with(error)
+                return
             except BaseException:
                 tracker.give_up(batch, "cancelled while in flight")
                 raise
