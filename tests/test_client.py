@@ -90,7 +90,8 @@ def test_production_is_the_default_base_url() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://external.pleo.io", "http://10.0.0.5:8080", "ftp://127.0.0.1", "external.pleo.io"]
+    "url",
+    ["http://external.pleo.io", "http://10.0.0.5:8080", "ftp://127.0.0.1", "external.pleo.io"],
 )
 def test_plain_http_is_refused_unless_it_is_loopback(url: str) -> None:
     """A base URL that would send credentials in clear text is refused, naming the field."""
