@@ -9,6 +9,10 @@ from typing import Any
 from pleo_export_async import ApiKeyAuth, ItemUpdate, PleoExportClient, RetryPolicy
 from pleo_export_async.testing import FakeJob, FakePleo
 
+#: Requests arriving this soon after a 429 was answered were already sent when the client read
+#: it (client and fake share one event loop in these tests); no client can call them back.
+IN_FLIGHT_GRACE = 0.05
+
 
 def client_for(fake: FakePleo, **options: Any) -> PleoExportClient:
     options.setdefault("retry", RetryPolicy(max_attempts=6, initial_delay=0.01, max_delay=0.05))

@@ -8,7 +8,13 @@ import math
 from collections.abc import AsyncIterator
 
 import pytest
-from helpers import client_for, mixed_updates, put_bodies, successful_updates
+from helpers import (
+    IN_FLIGHT_GRACE,
+    client_for,
+    mixed_updates,
+    put_bodies,
+    successful_updates,
+)
 
 from pleo_export_async import (
     ApiError,
@@ -115,7 +121,8 @@ async def test_retry_after_pauses_every_sender_of_the_client(
             client.job(second_job.id).update(successful_updates(second_job.item_ids)),
         )
     assert sum(report.retries_by_cause.get("http_429", 0) for report in reports) == 1
-    assert fake.journal.requests_during_pause() == []
+    assert fake.journal.requests_during_pause(epsilon=IN_FLIGHT_GRACE) == []
+    assert len(fake.journal.requests_during_pause(epsilon=0.0)) <= 4 - 1
     pause_end = max(window.end for window in fake.journal.pause_windows)
     assert any(entry.received_at >= pause_end for entry in fake.journal.requests)
     assert fake.journal.resent_after_ack() == {}
