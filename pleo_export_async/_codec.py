@@ -41,7 +41,8 @@ try:
 
     def dumps(value: Any) -> bytes:
         """Compact UTF-8 JSON bytes."""
-        return orjson.dumps(value)
+        encoded: bytes = orjson.dumps(value)  # typed even where orjson's stubs are absent
+        return encoded
 
     loads: Callable[[bytes | str], Any] = orjson.loads
     JSON_LIBRARY = "orjson"

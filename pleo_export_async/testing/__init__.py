@@ -1,0 +1,27 @@
+"""A faithful fake of Pleo's Export API v3 for tests: real TCP on loopback, scriptable faults.
+
+    from pleo_export_async.testing import FakePleo, Faults, FaultSpec
+
+    async with FakePleo(faults=Faults(rate_limit=FaultSpec(at={3}))) as fake:
+        job = fake.create_job(items=250)
+        ...  # point a client at fake.base_url with fake.api_key
+        assert fake.journal.resent_after_ack(job.id) == {}
+
+Also a pytest plugin (the ``fake_pleo`` fixture) and a command line server:
+``python -m pleo_export_async.testing --port 8080 --jobs 3 --items 500``.
+"""
+
+from ._faults import Faults, FaultSpec
+from ._journal import ItemSend, Journal, JournalEntry, PauseWindow
+from ._server import FakeJob, FakePleo
+
+__all__ = [
+    "FakePleo",
+    "FakeJob",
+    "Faults",
+    "FaultSpec",
+    "Journal",
+    "JournalEntry",
+    "ItemSend",
+    "PauseWindow",
+]

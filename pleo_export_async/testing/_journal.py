@@ -1,0 +1,300 @@
+"""The request journal: what the fake received, what it answered, and helpers for assertions.
+
+Times are ``time.monotonic()`` seconds. "Delivered" means the whole response was written to an
+open connection; a dropped connection or a client that hung up before the answer is not delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Final
+
+import attrs
+
+from . import _spec
+
+_ITEMS_PATH: Final = re.compile(r"^/v3/export-jobs/([^/]+)/items$")
+_EVENTS_PATH: Final = "/v3/export-job-events"
+# Requests within this many seconds of a pause window's edges are not counted as inside it,
+# so that scheduling jitter around an exactly honoured Retry-After is not a false positive.
+DEFAULT_PAUSE_EPSILON: Final = 0.005
+
+
+@attrs.define
+class JournalEntry:
+    """One request the fake received, and how it was answered."""
+
+    seq: int
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    # The parsed JSON body (secrets of token requests redacted); None when empty or not JSON.
+    body: Any
+    received_at: float
+    answered_at: float | None = None
+    # None when no response was sent (the connection was dropped on purpose).
+    status: int | None = None
+    delivered: bool = False
+    # The fake's number for the TCP connection that carried the request (1, 2, ...).
+    connection: int | None = None
+    # Names of the faults that fired on this request, in the order they acted.
+    faults: list[str] = attrs.field(factory=list)
+    # The export job the request concerns (path, body or query), lowercase; None if none.
+    job_id: str | None = None
+    # PUT items: which body positions were committed, and which IDs the answer listed in `data`.
+    committed_indexes: frozenset[int] = frozenset()
+    acknowledged_ids: frozenset[str] = frozenset()
+    # PUT items: accountingEntryId -> errors[].type, for the IDs listed in `errors`.
+    rejected: dict[str, str] = attrs.field(factory=dict)
+    # POST events: whether the event changed the job's status.
+    event_applied: bool = False
+
+    @property
+    def fault(self) -> str | None:
+        """The first fault that fired on this request, if any."""
+        return self.faults[0] if self.faults else None
+
+    @property
+    def is_api(self) -> bool:
+        """Whether this is a /v3 request (the ones latency, faults and in-flight counting see)."""
+        return self.path.startswith("/v3/")
+
+    @property
+    def is_item_update(self) -> bool:
+        """Whether this is PUT /v3/export-jobs/{jobId}/items."""
+        return self.method == "PUT" and _ITEMS_PATH.match(self.path) is not None
+
+    @property
+    def is_job_event(self) -> bool:
+        """Whether this is POST /v3/export-job-events."""
+        return self.method == "POST" and self.path == _EVENTS_PATH
+
+
+@attrs.frozen
+class ItemSend:
+    """One occurrence of an accountingEntryId in a PUT items request."""
+
+    seq: int
+    job_id: str | None
+    # The item object as the client sent it.
+    body: dict[str, Any]
+    committed: bool
+    # Whether the response (delivered or not) listed the ID in `data`.
+    acknowledged_in_data: bool
+    delivered: bool
+    status: int | None
+    received_at: float
+    answered_at: float | None
+
+
+@attrs.frozen
+class PauseWindow:
+    """A Retry-After pause: no request should arrive strictly between ``start`` and ``end``."""
+
+    opened_by: int
+    start: float
+    end: float
+    # The fake's number for the connection the 429 went out on.
+    connection: int | None = None
+
+
+def _comparable(item: dict[str, Any]) -> dict[str, Any]:
+    """An item body with null fields dropped and the ID lowercased: equal means same update."""
+    normalised = {key: value for key, value in item.items() if value is not None}
+    entry_id = normalised.get("accountingEntryId")
+    if isinstance(entry_id, str):
+        normalised["accountingEntryId"] = entry_id.lower()
+    return normalised
+
+
+class Journal:
+    """Every request the fake received, in arrival order, with query helpers."""
+
+    def __init__(self) -> None:
+        self.requests: list[JournalEntry] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.pause_windows: list[PauseWindow] = []
+        self._applied_events: list[JournalEntry] = []
+
+    # ---- recording (used by the server) --------------------------------------------------
+
+    def record(
+        self,
+        *,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        received_at: float,
+    ) -> JournalEntry:
+        """Record a new request and give it the next sequence number."""
+        entry = JournalEntry(
+            seq=len(self.requests) + 1,
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+            received_at=received_at,
+        )
+        self.requests.append(entry)
+        return entry
+
+    def enter(self) -> None:
+        """A /v3 request started being handled."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._idle.clear()
+
+    def leave(self) -> None:
+        """A /v3 request finished (answered, or its connection dropped)."""
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no /v3 request is being handled, e.g. a slow one the client gave up on."""
+        await self._idle.wait()
+
+    def note_event_applied(self, entry: JournalEntry) -> None:
+        """An event changed a job's status (kept in the order the changes happened)."""
+        entry.event_applied = True
+        self._applied_events.append(entry)
+
+    def open_pause(
+        self, *, opened_by: int, start: float, end: float, connection: int | None
+    ) -> None:
+        """A delivered 429 asked the client to wait until ``end``."""
+        self.pause_windows.append(
+            PauseWindow(opened_by=opened_by, start=start, end=end, connection=connection)
+        )
+
+    # ---- queries --------------------------------------------------------------------------
+
+    def entries(
+        self, method: str | None = None, path_prefix: str | None = None
+    ) -> list[JournalEntry]:
+        """Requests with this method and path prefix (each filter optional)."""
+        return [
+            entry
+            for entry in self.requests
+            if (method is None or entry.method == method.upper())
+            and (path_prefix is None or entry.path.startswith(path_prefix))
+        ]
+
+    def count(self, method: str | None = None, path_prefix: str | None = None) -> int:
+        """How many requests match the method and path prefix (each filter optional)."""
+        return len(self.entries(method, path_prefix))
+
+    def puts(self, job_id: str | None = None) -> list[JournalEntry]:
+        """PUT items requests, of one job or of all."""
+        return [
+            entry
+            for entry in self.requests
+            if entry.is_item_update and (job_id is None or entry.job_id == job_id.lower())
+        ]
+
+    def events(self, job_id: str | None = None) -> list[JournalEntry]:
+        """POST export-job-events requests, of one job or of all."""
+        return [
+            entry
+            for entry in self.requests
+            if entry.is_job_event and (job_id is None or entry.job_id == job_id.lower())
+        ]
+
+    def _sends_by_id(self, job_id: str | None) -> dict[str, list[ItemSend]]:
+        """Every PUT occurrence of every accountingEntryId, grouped by lowercase ID, in one pass."""
+        sends: dict[str, list[ItemSend]] = {}
+        for entry in self.puts(job_id):
+            if not isinstance(entry.body, list):
+                continue
+            for index, item in enumerate(entry.body):
+                sent_id = item.get("accountingEntryId") if isinstance(item, dict) else None
+                if not isinstance(sent_id, str):
+                    continue
+                entry_id = sent_id.lower()
+                committed = index in entry.committed_indexes
+                sends.setdefault(entry_id, []).append(
+                    ItemSend(
+                        seq=entry.seq,
+                        job_id=entry.job_id,
+                        body=item,
+                        committed=committed,
+                        acknowledged_in_data=committed and entry_id in entry.acknowledged_ids,
+                        delivered=entry.delivered,
+                        status=entry.status,
+                        received_at=entry.received_at,
+                        answered_at=entry.answered_at,
+                    )
+                )
+        return sends
+
+    def item_history(self, entry_id: str, job_id: str | None = None) -> list[ItemSend]:
+        """Every PUT occurrence of ``entry_id``, in arrival order, whatever its answer was."""
+        return self._sends_by_id(job_id).get(entry_id.lower(), [])
+
+    def resent_after_ack(self, job_id: str | None = None) -> dict[str, int]:
+        """Per accountingEntryId, how many times it was PUT again after it was acknowledged.
+
+        A send counts when it was received after a delivered response listed the ID in `data`
+        for either an identical item body, or any body with status "successful" (a successful
+        item is final, so any later send of it is a duplicate). Sends that reached the fake
+        before that response was written do not count: the client could not know yet. IDs never
+        resent are absent, so an empty dict means no acknowledged update was sent again.
+        """
+        resent: dict[str, int] = {}
+        for entry_id, history in self._sends_by_id(job_id).items():
+            acks = [
+                (send.answered_at, send.body)
+                for send in history
+                if send.acknowledged_in_data and send.delivered and send.answered_at is not None
+            ]
+            count = sum(
+                1
+                for send in history
+                if any(
+                    acked_at < send.received_at
+                    and (
+                        acked_body.get("status") == "successful"
+                        or _comparable(acked_body) == _comparable(send.body)
+                    )
+                    for acked_at, acked_body in acks
+                )
+            )
+            if count:
+                resent[entry_id] = count
+        return resent
+
+    def final_events_applied(self, job_id: str | None = None) -> list[JournalEntry]:
+        """Final events (completed, completed_with_errors, failed) that changed a job, in order."""
+        return [
+            entry
+            for entry in self._applied_events
+            if isinstance(entry.body, dict)
+            and entry.body.get("event") in _spec.FINAL_JOB_EVENTS
+            and (job_id is None or entry.job_id == job_id.lower())
+        ]
+
+    def requests_during_pause(self, epsilon: float = DEFAULT_PAUSE_EPSILON) -> list[JournalEntry]:
+        """/v3 requests received strictly inside a Retry-After window opened by an earlier 429.
+
+        The window runs from the moment the 429 was written to the end of its Retry-After.
+        Requests received within ``epsilon`` of either edge are not counted: near the start
+        they may have been on their way before the client had read the 429 (a concurrent
+        client cannot stop those, even on the same connection), and near the end it is clock
+        and scheduling jitter. So a retry sent within ``epsilon`` of the 429 goes unnoticed;
+        pass a smaller ``epsilon`` for a stricter check of a client that sends one at a time.
+        """
+        inside: dict[int, JournalEntry] = {}
+        for window in self.pause_windows:
+            for entry in self.requests:
+                if (
+                    entry.is_api
+                    and entry.seq != window.opened_by
+                    and window.start + epsilon < entry.received_at < window.end - epsilon
+                ):
+                    inside[entry.seq] = entry
+        return [inside[seq] for seq in sorted(inside)]
