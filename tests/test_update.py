@@ -24,6 +24,7 @@ from pleo_export_async import (
     ItemUpdate,
     JobFinished,
     JobNotFound,
+    PermissionDenied,
     Progress,
     RetryPolicy,
 )
@@ -378,3 +379,29 @@ async def test_log_records_carry_context_and_no_credential(
     for logged in caplog.records:
         assert fake.api_key not in logged.getMessage()
         assert header not in logged.getMessage()
+
+
+async def test_a_413_halves_the_batches_and_sends_every_item() -> None:
+    """When Pleo's item limit is below the batch size, batches are split until they fit."""
+    async with FakePleo(seed=5, max_items_per_update=30) as fake:
+        job = fake.create_job(items=200)
+        async with client_for(fake, max_concurrency=2) as client:
+            report = await client.job(job.id).update(successful_updates(job.item_ids))
+        accepted = [entry for entry in fake.journal.puts(job.id) if entry.status == 200]
+        refused = [entry for entry in fake.journal.puts(job.id) if entry.status == 413]
+    assert refused
+    assert all(len(entry.body) <= 30 for entry in accepted)
+    assert set(report.acknowledged) == set(job.item_ids)
+    assert fake.journal.resent_after_ack() == {}
+
+
+async def test_a_403_raises_at_once(fake: FakePleo) -> None:
+    """403 raises PermissionDenied after a single request: it is never retried."""
+    fake.faults = Faults(forbidden=FaultSpec(probability=1.0))
+    job = fake.create_job(items=3)
+    async with client_for(fake) as client:
+        with pytest.raises(PermissionDenied) as raised:
+            await client.job(job.id).update(successful_updates(job.item_ids))
+    assert raised.value.status == 403
+    assert raised.value.error_type == "FORBIDDEN"
+    assert fake.journal.count(method="PUT") == 1

@@ -62,7 +62,8 @@ class Faults:
     """The faults the fake injects; assign a new one to ``FakePleo.faults`` or mutate this one.
 
     Which requests each applies to:
-    * ``latency``, ``server_error``, ``rate_limit``, ``slow_response``: every /v3 request.
+    * ``latency``, ``server_error``, ``rate_limit``, ``slow_response``, ``forbidden``: every
+      /v3 request.
     * ``lost_response``, ``partial_ack``, ``item_error``: PUT /v3/export-jobs/{jobId}/items.
     * ``lost_event_response``: POST /v3/export-job-events.
     A spec's ``at`` numbers that land on a request the fault does not apply to are ignored.
@@ -86,6 +87,8 @@ class Faults:
     # Its probability is per item; its `at` numbers make every item of those requests fail.
     item_error: FaultSpec = attrs.field(factory=FaultSpec)
     item_error_type: str = "EXPORT_ENTRY_STATUS_UPDATE_FAILED"
+    # Any /v3 request with a valid credential: 403 FORBIDDEN, as for a missing scope.
+    forbidden: FaultSpec = attrs.field(factory=FaultSpec)
     # POST events: apply the event, then close the connection without answering.
     lost_event_response: FaultSpec = attrs.field(factory=FaultSpec)
     # Any /v3 request: do the work, then wait this long before answering.

@@ -243,6 +243,11 @@ class _Api:
                     "Missing, malformed, unknown or expired credentials.",
                     {"WWW-Authenticate": 'Basic realm="pleo", Bearer realm="pleo"'},
                 )
+            if self._decider.fires("forbidden", faults.forbidden, seq):
+                entry.faults.append("forbidden")
+                return _exception_info(
+                    403, _spec.FORBIDDEN, "The credential lacks the scope for this request."
+                )
             self._state.expire_due_jobs()
         response = await self._call(request, handler)
         if entry.is_api and self._decider.fires("slow_response", faults.slow_response, seq):
@@ -438,7 +443,7 @@ class _Api:
     async def update_job_items(self, request: web.Request) -> web.Response:
         job_id = self._path_job_id(request)
         body = self._body()
-        if isinstance(body, list) and len(body) > _spec.MAX_ITEMS_PER_UPDATE:
+        if isinstance(body, list) and len(body) > self._owner.max_items_per_update:
             raise ApiError(413, _spec.EXPORT_JOB_ITEMS_UPDATE_LIMIT, _spec.MESSAGE_UPDATE_LIMIT)
         validate_update_items(body, strict=self._owner.strict)
         entry = _current.get().entry
@@ -568,6 +573,7 @@ class FakePleo:
         accept_repeated_started: bool = False,
         pending_blocks_create: bool = True,
         missing_contra_accounts: bool = False,
+        max_items_per_update: int = _spec.MAX_ITEMS_PER_UPDATE,
     ) -> None:
         if not 0 <= page_size_default <= page_size_max:
             raise ValueError("page sizes need 0 <= page_size_default <= page_size_max")
@@ -581,6 +587,8 @@ class FakePleo:
         # When true, POST /v3/export-jobs and GET /v3/export-items answer 400
         # MISSING_CONTRA_ACCOUNTS, as for a company whose contra accounts are not mapped.
         self.missing_contra_accounts = missing_contra_accounts
+        # Pleo documents 100; a lower limit lets tests see how a client handles the 413.
+        self.max_items_per_update = max_items_per_update
         self.journal = Journal()
         self._port = port
         self._clock = Clock(clock)

@@ -365,3 +365,16 @@ async def test_slow_response_within_client_timeout_is_delivered() -> None:
         assert (await call(session, "GET", "/v3/export-jobs"))[0] == 200
         assert time.monotonic() - started >= 0.2
         assert fake.journal.requests[0].delivered is True
+
+
+async def test_forbidden_answers_403_and_changes_nothing() -> None:
+    """The forbidden fault answers 403 FORBIDDEN to a valid credential and commits nothing."""
+    async with FakePleo(faults=Faults(forbidden=FaultSpec(at={1}))) as fake:
+        job = fake.create_job(items=1)
+        async with session_for(fake) as session:
+            status, body = await put_items(session, job.id, [successful(job.item_ids[0])])
+            assert (status, body["type"]) == (403, "FORBIDDEN")
+            assert fake.item(job.id, job.item_ids[0])["status"] == "pending"
+            status, _ = await put_items(session, job.id, [successful(job.item_ids[0])])
+            assert status == 200
+        assert fake.journal.requests[0].faults == ["forbidden"]

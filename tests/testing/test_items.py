@@ -507,3 +507,13 @@ async def test_strict_mode_refuses_unknown_fields(
     job = fake_pleo.create_job(items=1)
     status, body = await put_items(session, job.id, [successful(job.item_ids[0], externalID="x")])
     assert (status, body["message"]) == (400, "[0].externalID: unknown field")
+
+
+async def test_a_lower_item_limit_answers_413_above_it() -> None:
+    """`max_items_per_update` lowers the 413 threshold, for testing how clients split batches."""
+    async with FakePleo(max_items_per_update=10) as fake, session_for(fake) as session:
+        job = fake.create_job(items=11)
+        status, body = await put_items(session, job.id, [successful(i) for i in job.item_ids])
+        assert (status, body["type"]) == (413, "EXPORT_JOB_ITEMS_UPDATE_LIMIT")
+        status, _ = await put_items(session, job.id, [successful(i) for i in job.item_ids[:10]])
+        assert status == 200
