@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -39,9 +40,12 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        # float() also reads "inf" and "nan", which are no delay-seconds.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):

@@ -62,7 +62,8 @@ def _describe_failures(tally: Tally) -> str:
         parts.append(f"{tally.failed} failed in the accounting system")
     if tally.rejected:
         parts.append(f"{tally.rejected} rejected by Pleo")
-    common = Counter(tally.failure_types).most_common(1)
+    # Most frequent first, ties by name, so equal tallies give equal reasons.
+    common = sorted(tally.failure_types.items(), key=lambda item: (-item[1], item[0]))[:1]
     most_often = f"; most often {common[0][0]}" if common else ""
     return ", ".join(parts) + most_often
 

@@ -37,7 +37,7 @@ from ._errors import (
 from ._ledger import JobLedger, Ledger
 from ._models import CursorPage, DataResponse, ExportJob, ExportJobItem, ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
-from ._tracker import Entry, EntryState, ItemTracker, Offer
+from ._tracker import Entry, EntryState, ItemTracker
 from ._transport import Response, raise_for_response
 from ._validate import enum_member, optional_text
 
@@ -380,8 +380,6 @@ class _UpdateCall:
         self._exhausted = False
         self._pulled = 0
         self._pull_lock = asyncio.Lock()
-        self._offered: dict[str, None] = {}
-        self._skipped: set[str] = set()
         self._stop: PleoExportError | None = None
         self._requests = 0
         self._retries = 0
@@ -443,10 +441,7 @@ class _UpdateCall:
         self._pulled += 1
         if not isinstance(update, ItemUpdate):
             raise InvalidInput(f"updates[{index}]", update, "not an ItemUpdate")
-        entry_id = update.accounting_entry_id
-        self._offered[entry_id] = None
-        if self._tracker.offer(update, self._call) is Offer.SKIPPED:
-            self._skipped.add(entry_id)
+        self._tracker.offer(update, self._call)
 
     async def _worker(self) -> None:
         tracker = self._tracker
@@ -530,7 +525,7 @@ class _UpdateCall:
                     job_id=self._run.job_id,
                     acknowledged=self._acknowledged,
                     rejected=self._rejected,
-                    skipped=len(self._skipped),
+                    skipped=len(tracker.skipped),
                     unacknowledged=self._given_up,
                     in_flight=tracker.in_flight,
                     requests=self._requests,
@@ -568,8 +563,8 @@ class _UpdateCall:
         acknowledged = {}
         rejected = {}
         unacknowledged = {}
-        skipped = self._skipped
-        for entry_id in self._offered:
+        skipped = self._tracker.skipped
+        for entry_id in self._tracker.offered:
             if entry_id in skipped:
                 continue
             entry = entries[entry_id]

@@ -35,7 +35,7 @@ def instant_retries() -> Iterator[None]:
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # also refuses NaN
         raise InvalidInput(attribute.name, value, "must be greater than zero")
 
 

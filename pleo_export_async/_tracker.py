@@ -40,7 +40,6 @@ class Offer(enum.Enum):
 class Entry:
     update: ItemUpdate
     state: EntryState
-    call: int
     attempts: int = 0
     error_type: str | None = None
     error_message: str = ""
@@ -74,6 +73,10 @@ class ItemTracker:
         self._classify_error = classify_error
         self._max_attempts = max_attempts
         self.entries: dict[str, Entry] = {}
+        self._call: int | None = None
+        #: What the current call offered, first offer per ID, and which IDs it skipped.
+        self.offered: dict[str, ItemUpdate] = {}
+        self.skipped: set[str] = set()
         self._ready: deque[Entry] = deque()
         self.in_flight = 0
 
@@ -83,34 +86,50 @@ class ItemTracker:
         return len(self._ready)
 
     def offer(self, update: ItemUpdate, call: int) -> Offer:
-        """Take one update pulled from the input of `update()` call number `call`."""
+        """Take one update pulled from the input of `update()` call number `call`.
+
+        Calls run one after another; the first offer of a new call number starts its record of
+        what it offered (`offered`) and what it skipped (`skipped`).
+        """
+        if call != self._call:
+            self._call = call
+            self.offered = {}
+            self.skipped = set()
         entry_id = update.accounting_entry_id
-        entry = self.entries.get(entry_id)
-        if entry is not None and entry.call == call:
-            if entry.update == update:
+        first = self.offered.get(entry_id)
+        if first is not None:
+            if first == update:
                 return Offer.COLLAPSED
-            raise ConflictingUpdates(entry_id, entry.update, update)
+            raise ConflictingUpdates(entry_id, first, update)
+        self.offered[entry_id] = update
+        entry = self.entries.get(entry_id)
         acknowledged = self._acknowledged_update(entry_id)
         if acknowledged is not None and (
             acknowledged.status is ItemStatus.SUCCESSFUL or acknowledged == update
         ):
+            self.skipped.add(entry_id)
             if entry is not None:
-                entry.call = call
+                # Whatever this run left it as, Pleo holds the acknowledged update (perhaps from
+                # another JobRun sharing the ledger): the item is settled.
+                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED)
             return Offer.SKIPPED
         if entry is None:
-            entry = Entry(update, EntryState.QUEUED, call)
+            entry = Entry(update, EntryState.QUEUED)
             self.entries[entry_id] = entry
         else:
             # A later call supersedes what an earlier call left rejected, unacknowledged, or
             # acknowledged as failed (R4 allows replacing a failed item).
-            entry.update = update
-            entry.state = EntryState.QUEUED
-            entry.call = call
-            entry.attempts = 0
-            entry.error_type = None
-            entry.error_message = ""
+            self._reset(entry, update, EntryState.QUEUED)
         self._ready.append(entry)
         return Offer.QUEUED
+
+    @staticmethod
+    def _reset(entry: Entry, update: ItemUpdate, state: EntryState) -> None:
+        entry.update = update
+        entry.state = state
+        entry.attempts = 0
+        entry.error_type = None
+        entry.error_message = ""
 
     def take_batch(self, size: int) -> list[Entry]:
         """Up to `size` entries to send now, re-sent ones first; they become in flight."""
@@ -139,9 +158,11 @@ class ItemTracker:
         requeued = given_up = 0
         for error in errors:
             entry = by_id.get(error.accounting_entry_id)
-            if entry is None or entry.state is not EntryState.IN_FLIGHT:
+            if entry is None:
                 unexpected.append(error.accounting_entry_id)
                 continue
+            if entry.state is not EntryState.IN_FLIGHT:
+                continue  # a second error for the same ID
             entry.error_type = error.type
             entry.error_message = error.message
             if (

@@ -170,11 +170,6 @@ def test_failed_job_example() -> None:
     assert "3 rejected" in choice.failure_reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _describe_failures breaks ties of 'most often' by dict insertion order, so two "
-    "equal Tallies give different failure reasons",
-)
 def test_equal_tallies_give_equal_choices() -> None:
     """choose_final_event is a function of the tally's value: dict order does not change it."""
     first = Tally(0, 4, 0, {"vendor_unknown": 2, "tag_unknown": 2})

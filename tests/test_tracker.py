@@ -143,11 +143,8 @@ class TrackerMachine(RuleBasedStateMachine):
         ready_before = tracker.ready
         first = self.first_offer.get(entry_id)
         if first is not None:
-            first_update, first_result = first
-            if first_result is Offer.SKIPPED:
-                # Re-offering an ID skipped earlier in the same call is covered, with its bugs,
-                # by the xfail tests at the end of this file.
-                return
+            first_update, _ = first
+            # Within a call, a repeat is judged against the first offer, skipped or not.
             if update == first_update:
                 assert tracker.offer(update, self.call) is Offer.COLLAPSED
             else:
@@ -617,11 +614,6 @@ def _acknowledged_then_left_unacknowledged() -> tuple[ItemTracker, ItemUpdate, I
     return tracker, first, second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an identical duplicate of a skipped update is compared with the entry's stale "
-    "update and raises ConflictingUpdates",
-)
 def test_identical_duplicate_of_a_skipped_update_collapses() -> None:
     """Offering the same already-acknowledged update twice in one call never raises (R1)."""
     tracker, first, _ = _acknowledged_then_left_unacknowledged()
@@ -629,11 +621,6 @@ def test_identical_duplicate_of_a_skipped_update_collapses() -> None:
     assert tracker.offer(first, 3) in (Offer.COLLAPSED, Offer.SKIPPED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after a skipped update, a different update for the same ID in the same call is "
-    "COLLAPSED against the entry's stale update: no ConflictingUpdates, and it is never sent",
-)
 def test_conflicting_duplicate_after_a_skipped_update_raises() -> None:
     """A different update after a skipped one in the same call raises ConflictingUpdates (R1)."""
     tracker, first, second = _acknowledged_then_left_unacknowledged()
@@ -642,11 +629,6 @@ def test_conflicting_duplicate_after_a_skipped_update_raises() -> None:
         tracker.offer(second, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a skipped offer leaves the entry UNACKNOWLEDGED, so unsettled() (and complete()) "
-    "keeps listing an ID the shared ledger says is acknowledged successful",
-)
 def test_skipped_because_another_run_acknowledged_it_is_settled() -> None:
     """An ID skipped because a JobRun sharing the ledger acknowledged it `successful` is settled."""
     ledger: dict[str, ItemUpdate] = {}
@@ -659,11 +641,6 @@ def test_skipped_because_another_run_acknowledged_it_is_settled() -> None:
     assert tracker.unsettled() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a second `errors` entry for an ID that was in the request is reported in "
-    "unexpected_ids (logged as 'not in the request')",
-)
 def test_duplicate_error_for_a_requested_id_is_not_unexpected() -> None:
     """`unexpected_ids` holds only IDs that were not in the request, even if errors repeat (R3)."""
     tracker, _ = new_tracker({})
