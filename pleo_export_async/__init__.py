@@ -37,6 +37,7 @@ from ._ledger import FinalEventRecord, JobLedger, Ledger, MemoryLedger
 from ._models import ExportJob, ExportJobItem, ItemUpdate
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
 from ._retry import RetryPolicy
+from ._sqlite_ledger import SqliteLedger
 from ._version import __version__
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "Progress",
     "Rejection",
     "RetryPolicy",
+    "SqliteLedger",
     "TokenPair",
     "TransportError",
     "UnexpectedResponse",

@@ -86,10 +86,22 @@ class PleoExportClient:
     ) -> None:
         await self.transport.close()
 
-    def job(self, job_id: str, *, ledger: Ledger | None = None) -> JobRun:
+    def job(
+        self, job_id: str, *, ledger: Ledger | None = None, reconcile_on_resume: bool = True
+    ) -> JobRun:
         """A JobRun for this export job. JobRuns that share a ledger never resend each other's
-        acknowledged updates; by default they share the client's ledger."""
-        return JobRun(self, uuid_string("job_id", job_id), ledger or self.ledger)
+        acknowledged updates; by default they share the client's ledger.
+
+        With a durable ledger that shows batches in flight when the last process stopped, the
+        first call asks Pleo which of them landed (`JobRun.reconcile()`), unless
+        `reconcile_on_resume=False`.
+        """
+        return JobRun(
+            self,
+            uuid_string("job_id", job_id),
+            ledger or self.ledger,
+            reconcile_on_resume=reconcile_on_resume,
+        )
 
     async def list_jobs(
         self,

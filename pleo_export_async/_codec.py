@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, TypeVar, get_origin
 
 import attrs
@@ -105,6 +106,8 @@ def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
     # Lenient reading: a null where the spec promises a string becomes "", never the text "None".
     converter.register_structure_hook(str, _lenient_text)
+    # StrEnum comes before str in a str enum's MRO, so enums still become their members.
+    converter.register_structure_hook(StrEnum, lambda value, enum_type: enum_type(value))
     converter.register_unstructure_hook(datetime, format_datetime)
     converter.register_structure_hook(datetime, parse_datetime)
     converter.register_unstructure_hook(date, date.isoformat)

@@ -60,8 +60,17 @@ class JobRun:
     when called again.
     """
 
-    def __init__(self, client: PleoExportClient, job_id: str, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        client: PleoExportClient,
+        job_id: str,
+        ledger: Ledger,
+        *,
+        reconcile_on_resume: bool = True,
+    ) -> None:
         self.job_id = job_id
+        self._reconcile_on_resume = reconcile_on_resume
+        self._resumed = False
         self._client = client
         self._ledger = ledger
         self._job_ledger: JobLedger | None = None
@@ -97,6 +106,72 @@ class JobRun:
                 self._outcome = record.outcome
         return self._job_ledger, self._tracker
 
+    async def _prepare(self) -> tuple[JobLedger, ItemTracker]:
+        """Open the ledger and, the first time, pick up where a crashed process left off (R13).
+
+        Callers hold the update lock, so nothing is in flight while this runs.
+        """
+        job_ledger, tracker = await self._open()
+        if not self._resumed:
+            self._resumed = True
+            record = job_ledger.final_event()
+            if record is not None and record.outcome is None:
+                await self._settle_pending_event(job_ledger, record.request)
+            if (
+                self._reconcile_on_resume
+                and self._outcome is None
+                and self._finished_detail is None
+                and job_ledger.in_flight_at_open()
+            ):
+                await self._reconcile(job_ledger, tracker)
+        return job_ledger, tracker
+
+    async def reconcile(self) -> int:
+        """Mark as acknowledged the updates Pleo already holds but the ledger has no
+        acknowledgement for: batches in flight at a crash, or whose answer was lost.
+
+        Pages through `GET /v3/export-jobs/{jobId}/items` and compares each item's status and
+        the fields we sent. Returns how many updates it marked acknowledged.
+        """
+        async with self._update_lock:
+            job_ledger, tracker = await self._open()
+            return await self._reconcile(job_ledger, tracker)
+
+    async def _reconcile(self, job_ledger: JobLedger, tracker: ItemTracker) -> int:
+        candidates = dict(job_ledger.in_flight_at_open())
+        candidates.update(tracker.unacknowledged_updates())
+        if not candidates:
+            return 0
+        landed = [
+            update
+            async for item in self.items()
+            if (update := candidates.get(item.accounting_entry_id)) is not None
+            and _pleo_holds(item, update)
+        ]
+        if landed:
+            await job_ledger.record_acknowledged(landed)
+            tracker.mark_acknowledged(landed)
+        logger.info(
+            "reconciled %d of %d unconfirmed updates with Pleo",
+            len(landed),
+            len(candidates),
+            extra={"job_id": self.job_id},
+        )
+        return len(landed)
+
+    async def _settle_pending_event(
+        self, job_ledger: JobLedger, request: JobEventRequest, tally: Tally | None = None
+    ) -> str:
+        """A final event was sent without its result being recorded (the process stopped, or
+        the call was cancelled): if the job is in its status, it landed. Returns the status."""
+        status = await self._job_status()
+        if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
+            counts = tally if tally is not None else job_ledger.tally()
+            await self._delivered(job_ledger, _outcome(self.job_id, request, counts, True))
+        elif status in _FINAL_STATUSES:
+            self._mark_finished(f"it is already {status}")
+        return status
+
     def _raise_if_final(self) -> None:
         if self._outcome is not None:
             raise JobFinished(self.job_id, f"the {self._outcome.event.value} event was sent")
@@ -124,7 +199,7 @@ class JobRun:
         elif not isinstance(updates, Iterable | AsyncIterable):
             raise InvalidInput("updates", updates, "must be an iterable of ItemUpdate")
         async with self._update_lock:
-            job_ledger, tracker = await self._open()
+            job_ledger, tracker = await self._prepare()
             self._raise_if_final()
             self._calls += 1
             call = _UpdateCall(self, job_ledger, tracker, self._calls, updates, on_progress)
@@ -158,7 +233,7 @@ class JobRun:
         )
         optional_text("failure_reason", failure_reason)
         async with self._final_lock, self._update_lock:
-            job_ledger, tracker = await self._open()
+            job_ledger, tracker = await self._prepare()
             if self._outcome is not None:
                 return self._outcome
             self._raise_if_final()
@@ -192,7 +267,7 @@ class JobRun:
             raise InvalidInput("reason", reason, "a failed job needs a reason for the bookkeeper")
         job_reason_type = enum_member("reason_type", reason_type, JobFailureReasonType)
         async with self._final_lock, self._update_lock:
-            job_ledger, tracker = await self._open()
+            job_ledger, tracker = await self._prepare()
             if self._outcome is not None:
                 return self._outcome
             self._raise_if_final()
@@ -218,47 +293,27 @@ class JobRun:
         request = JobEventRequest(
             choice.event, self.job_id, choice.failure_reason, choice.failure_reason_type
         )
-
-        def outcome(already_delivered: bool) -> CompletionOutcome:
-            return CompletionOutcome(
-                job_id=self.job_id,
-                event=request.event,
-                failure_reason=request.failure_reason,
-                failure_reason_type=request.failure_reason_type,
-                successful=tally.successful,
-                failed=tally.failed,
-                rejected=tally.rejected,
-                already_delivered=already_delivered,
-            )
-
         previous = job_ledger.final_event()
         if previous is not None:
-            # An earlier attempt may have landed (a crash or a cancellation while it was in
-            # flight): read the job before sending anything (R11).
-            status = await self._job_status()
-            if status == FINAL_JOB_STATUS_OF_EVENT[previous.request.event]:
-                return await self._delivered(
-                    job_ledger,
-                    attrs.evolve(
-                        outcome(True),
-                        event=previous.request.event,
-                        failure_reason=previous.request.failure_reason,
-                        failure_reason_type=previous.request.failure_reason_type,
-                    ),
-                )
-            if status in _FINAL_STATUSES:
-                self._mark_finished(f"it is already {status}")
+            # An earlier attempt may have landed (a cancellation while it was in flight): read
+            # the job before sending anything (R11).
+            status = await self._settle_pending_event(job_ledger, previous.request, tally)
+            if self._outcome is not None:
+                return self._outcome
+            if self._finished_detail is not None:
                 raise JobStateConflict(self.job_id, request.event.value, status)
         await job_ledger.record_event_intent(request)
         response = await self._client.transport.request(
             "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
         )
         if response.status < 300:
-            return await self._delivered(job_ledger, outcome(False))
+            return await self._delivered(job_ledger, _outcome(self.job_id, request, tally, False))
         if response.status == 422 and response.error_type_is("INVALID_EXPORT_JOB_STATUS_CHANGE"):
             status = await self._job_status(wait_for=FINAL_JOB_STATUS_OF_EVENT[request.event])
             if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
-                return await self._delivered(job_ledger, outcome(True))
+                return await self._delivered(
+                    job_ledger, _outcome(self.job_id, request, tally, True)
+                )
             if status in _FINAL_STATUSES:
                 self._mark_finished(f"it is already {status}")
             raise JobStateConflict(self.job_id, request.event.value, status)
@@ -337,6 +392,41 @@ class JobRun:
             if not page.pagination.has_next_page or not page.pagination.end_cursor:
                 return
             params["after"] = page.pagination.end_cursor
+
+
+def _outcome(
+    job_id: str, request: JobEventRequest, tally: Tally, already_delivered: bool
+) -> CompletionOutcome:
+    return CompletionOutcome(
+        job_id=job_id,
+        event=request.event,
+        failure_reason=request.failure_reason,
+        failure_reason_type=request.failure_reason_type,
+        successful=tally.successful,
+        failed=tally.failed,
+        rejected=tally.rejected,
+        already_delivered=already_delivered,
+    )
+
+
+def _pleo_holds(item: ExportJobItem, update: ItemUpdate) -> bool:
+    """Whether Pleo's item shows this update: same status, and every field we sent."""
+    if item.status != update.status.value:
+        return False
+    sent = (
+        (update.external_id, item.external_id),
+        (update.external_url, item.external_url),
+        (update.failure_reason, item.failure_reason),
+        (update.failure_reason_type, item.failure_reason_type),
+    )
+    if any(ours is not None and ours != theirs for ours, theirs in sent):
+        return False
+    if update.exported_at is None:
+        return True
+    # Sent in whole seconds, so compare in whole seconds.
+    return item.exported_at is not None and int(item.exported_at.timestamp()) == int(
+        update.exported_at.timestamp()
+    )
 
 
 def _check_collection(updates: Collection[object]) -> None:

@@ -18,7 +18,7 @@ Implementing a ledger (e.g. on PostgreSQL or Redis) means implementing these two
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -54,8 +54,9 @@ class JobLedger(Protocol):
 
     def final_event(self) -> FinalEventRecord | None: ...
 
-    def in_flight_at_open(self) -> frozenset[str]:
-        """IDs recorded in flight and never acknowledged when the job was opened (a crash)."""
+    def in_flight_at_open(self) -> Mapping[str, ItemUpdate]:
+        """Updates recorded in flight and never acknowledged when the job was opened: a crash
+        may have left them committed at Pleo without their acknowledgement recorded."""
         ...
 
     async def record_in_flight(self, updates: Sequence[ItemUpdate]) -> None: ...
@@ -103,14 +104,17 @@ class MemoryJobLedger:
     def final_event(self) -> FinalEventRecord | None:
         return self._final_event
 
-    def in_flight_at_open(self) -> frozenset[str]:
-        return frozenset()
+    def in_flight_at_open(self) -> Mapping[str, ItemUpdate]:
+        return {}
 
     async def record_in_flight(self, updates: Sequence[ItemUpdate]) -> None:
         # Nothing outlives the process, so there is no crash to recover from.
         return
 
     async def record_acknowledged(self, updates: Sequence[ItemUpdate]) -> None:
+        self._remember_acknowledged(updates)
+
+    def _remember_acknowledged(self, updates: Sequence[ItemUpdate]) -> None:
         acknowledged = self._acknowledged
         counts = self._status_counts
         failure_types = self._failure_types
@@ -130,8 +134,11 @@ class MemoryJobLedger:
         self._final_event = FinalEventRecord(request)
 
     async def record_event_delivered(self, outcome: CompletionOutcome) -> None:
+        self._final_event = self._delivered_record(outcome)
+
+    def _delivered_record(self, outcome: CompletionOutcome) -> FinalEventRecord:
         assert self._final_event is not None, "the intent is recorded before the event is sent"
-        self._final_event = attrs.evolve(self._final_event, outcome=outcome)
+        return attrs.evolve(self._final_event, outcome=outcome)
 
 
 class MemoryLedger:

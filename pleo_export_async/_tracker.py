@@ -232,6 +232,25 @@ class ItemTracker:
             unsettled[entry_id] = entry.error_message or state.value
         return unsettled
 
+    def unacknowledged_updates(self) -> dict[str, ItemUpdate]:
+        return {
+            entry_id: entry.update
+            for entry_id, entry in self.entries.items()
+            if entry.state is EntryState.UNACKNOWLEDGED
+        }
+
+    def mark_acknowledged(self, updates: Iterable[ItemUpdate]) -> None:
+        """Pleo was found to hold these updates (reconciliation): settle their entries."""
+        for update in updates:
+            entry = self.entries.get(update.accounting_entry_id)
+            if (
+                entry is not None
+                and entry.state is EntryState.UNACKNOWLEDGED
+                and (entry.update == update)
+            ):
+                entry.state = EntryState.ACKNOWLEDGED
+                entry.error_message = ""
+
     def rejected(self) -> list[Entry]:
         return [entry for entry in self.entries.values() if entry.state is EntryState.REJECTED]
 

@@ -62,6 +62,7 @@ PUBLIC_API = {
     "Progress",
     "Rejection",
     "RetryPolicy",
+    "SqliteLedger",
     "TokenPair",
     "TransportError",
     "UnexpectedResponse",

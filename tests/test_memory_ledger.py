@@ -168,9 +168,9 @@ async def test_in_flight_is_not_remembered() -> None:
     ledger = MemoryLedger()
     job = await ledger.open_job(JOB_ID)
     await job.record_in_flight([ItemUpdate.successful(ID_A)])
-    assert job.in_flight_at_open() == frozenset()
+    assert job.in_flight_at_open() == {}
     assert job.acknowledged_update(ID_A) is None
-    assert (await ledger.open_job(JOB_ID)).in_flight_at_open() == frozenset()
+    assert (await ledger.open_job(JOB_ID)).in_flight_at_open() == {}
 
 
 async def test_two_jobs_are_independent() -> None:

@@ -682,3 +682,13 @@ def test_decoded_item_update_is_validated_and_typed() -> None:
     assert update.accounting_entry_id == ENTRY_ID_2
     assert update.status is ItemStatus.FAILED
     assert update.failure_reason_type is ItemFailureReasonType.ACCOUNTING_SYSTEM_VALIDATION_FAILURE
+
+
+def test_request_enums_structure_to_their_members() -> None:
+    """Strict enums read back from JSON are enum members, not plain strings."""
+    request = from_wire(
+        {"event": "failed", "jobId": "x", "failureReasonType": "job_expired"},
+        _models.JobEventRequest,
+    )
+    assert request.event is JobEvent.FAILED
+    assert request.failure_reason_type is JobFailureReasonType.JOB_EXPIRED

@@ -1,0 +1,267 @@
+"""SqliteLedger: a job's acknowledgements and final event in a file, to resume after a crash (R13).
+
+The file is an append-only record of batches: an `in_flight` record of the updates in a batch is
+committed before the batch is sent, an `acknowledged` record of what Pleo acknowledged as soon as
+its response is read. Opening a job replays its records in order: what was acknowledged is never
+sent again, and what was in flight but never acknowledged is what a crash may have left
+committed at Pleo without our knowing (`in_flight_at_open`).
+
+sqlite3 runs on one thread of the ledger's own, so the event loop never waits on the disk. WAL
+journaling with synchronous=NORMAL makes every commit survive the process being killed; a power
+cut may lose the last commits, which the JobRun's reconciliation with Pleo then recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+import cattrs
+
+from . import _codec
+from ._errors import LedgerError, UnexpectedResponse
+from ._ledger import FinalEventRecord, MemoryJobLedger
+from ._models import ItemUpdate, JobEventRequest
+from ._report import CompletionOutcome
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+#: `PRAGMA application_id`: marks the file as a pleo_export_async ledger ("PLEO").
+APPLICATION_ID = 0x504C454F
+
+_SCHEMA = """
+CREATE TABLE batch_record (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('in_flight', 'acknowledged')),
+    updates BLOB NOT NULL
+);
+CREATE INDEX batch_record_by_job ON batch_record (job_id, seq);
+CREATE TABLE final_event (
+    job_id TEXT PRIMARY KEY,
+    request BLOB NOT NULL,
+    outcome BLOB
+);
+"""
+
+
+class SqliteJobLedger(MemoryJobLedger):
+    """One job's records: served from memory, written through to the file before use."""
+
+    def __init__(self, ledger: SqliteLedger, job_id: str) -> None:
+        super().__init__(job_id)
+        self._ledger = ledger
+        self._in_flight_at_open: dict[str, ItemUpdate] = {}
+
+    def _replay(
+        self,
+        records: Sequence[tuple[str, list[ItemUpdate]]],
+        final_event: FinalEventRecord | None,
+    ) -> None:
+        in_flight: dict[str, ItemUpdate] = {}
+        for kind, updates in records:
+            if kind == "in_flight":
+                for update in updates:
+                    in_flight[update.accounting_entry_id] = update
+            else:
+                self._remember_acknowledged(updates)
+                for update in updates:
+                    if in_flight.get(update.accounting_entry_id) == update:
+                        del in_flight[update.accounting_entry_id]
+        self._in_flight_at_open = in_flight
+        self._final_event = final_event
+
+    def in_flight_at_open(self) -> Mapping[str, ItemUpdate]:
+        return self._in_flight_at_open
+
+    async def record_in_flight(self, updates: Sequence[ItemUpdate]) -> None:
+        await self._ledger._write_batch(self.job_id, "in_flight", updates)
+
+    async def record_acknowledged(self, updates: Sequence[ItemUpdate]) -> None:
+        await self._ledger._write_batch(self.job_id, "acknowledged", updates)
+        self._remember_acknowledged(updates)
+        for update in updates:
+            if self._in_flight_at_open.get(update.accounting_entry_id) == update:
+                del self._in_flight_at_open[update.accounting_entry_id]
+
+    async def record_event_intent(self, request: JobEventRequest) -> None:
+        await self._ledger._run(
+            self._ledger._execute,
+            "INSERT OR REPLACE INTO final_event (job_id, request, outcome) VALUES (?, ?, NULL)",
+            (self.job_id, _codec.encode(request)),
+        )
+        await super().record_event_intent(request)
+
+    async def record_event_delivered(self, outcome: CompletionOutcome) -> None:
+        record = self._delivered_record(outcome)
+        await self._ledger._run(
+            self._ledger._execute,
+            "UPDATE final_event SET outcome = ? WHERE job_id = ?",
+            (_codec.encode(outcome), self.job_id),
+        )
+        self._final_event = record
+
+
+class SqliteLedger:
+    """A durable ledger in one SQLite file (stdlib sqlite3). One file can hold many jobs.
+
+        ledger = SqliteLedger("exports.sqlite3")
+        job = client.job(job_id, ledger=ledger)
+
+    Use one file from one process at a time. Close it (`await ledger.close()`, or
+    `async with SqliteLedger(path) as ledger:`) when done. A file that is not a ledger, is
+    corrupt, or has another schema version raises `LedgerError` and is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pleo-ledger")
+        self._connection: sqlite3.Connection | None = None
+        self._jobs: dict[str, SqliteJobLedger] = {}
+        self._open_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteLedger({self.path!r})"
+
+    async def __aenter__(self) -> SqliteLedger:
+        await self._run(self._connect)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open_job(self, job_id: str) -> SqliteJobLedger:
+        async with self._open_lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                job = SqliteJobLedger(self, job_id)
+                records, final_event = await self._run(self._load_job, job_id)
+                job._replay(records, final_event)
+                self._jobs[job_id] = job
+            return job
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._run(self._close_connection)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    async def _write_batch(self, job_id: str, kind: str, updates: Sequence[ItemUpdate]) -> None:
+        await self._run(
+            self._execute,
+            "INSERT INTO batch_record (job_id, kind, updates) VALUES (?, ?, ?)",
+            (job_id, kind, _codec.encode_item_updates(updates)),
+        )
+
+    # -- on the ledger's thread ---------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is not None:
+            return self._connection
+        path = self.path
+        is_new = not os.path.exists(path) or os.path.getsize(path) == 0
+        try:
+            # Autocommit: each statement is its own durable transaction.
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot open ledger {path}: {error}") from None
+        try:
+            if not is_new:
+                self._check_existing(connection)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            if is_new:
+                connection.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                connection.execute("COMMIT")
+        except LedgerError:
+            connection.close()
+            raise
+        except sqlite3.Error as error:
+            connection.close()
+            raise LedgerError(f"ledger {path} is corrupt or not a ledger: {error}") from None
+        self._connection = connection
+        return connection
+
+    def _check_existing(self, connection: sqlite3.Connection) -> None:
+        """Read-only checks, so a file that is refused is left exactly as it was."""
+        path = self.path
+        try:
+            (application_id,) = connection.execute("PRAGMA application_id").fetchone()
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"{path} is not a ledger: {error}") from None
+        if application_id != APPLICATION_ID:
+            raise LedgerError(f"{path} is not a pleo_export_async ledger")
+        if version != SCHEMA_VERSION:
+            raise LedgerError(
+                f"{path} has ledger schema version {version}; this version of "
+                f"pleo_export_async reads version {SCHEMA_VERSION} and leaves the file untouched"
+            )
+        (check,) = connection.execute("PRAGMA quick_check").fetchone()
+        if check != "ok":
+            raise LedgerError(f"ledger {path} is corrupt: {check}")
+
+    def _execute(self, sql: str, parameters: tuple[Any, ...]) -> None:
+        try:
+            self._connect().execute(sql, parameters)
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot write ledger {self.path}: {error}") from None
+
+    def _load_job(
+        self, job_id: str
+    ) -> tuple[list[tuple[str, list[ItemUpdate]]], FinalEventRecord | None]:
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT kind, updates FROM batch_record WHERE job_id = ? ORDER BY seq", (job_id,)
+            ).fetchall()
+            event_row = connection.execute(
+                "SELECT request, outcome FROM final_event WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            records = [
+                (kind, _codec.from_wire(_codec.loads(payload), list[ItemUpdate]))
+                for kind, payload in rows
+            ]
+            final_event = None
+            if event_row is not None:
+                request_blob, outcome_blob = event_row
+                final_event = FinalEventRecord(
+                    _codec.decode(request_blob, JobEventRequest),
+                    None
+                    if outcome_blob is None
+                    else _codec.decode(outcome_blob, CompletionOutcome),
+                )
+        except (
+            sqlite3.Error,
+            ValueError,
+            TypeError,
+            KeyError,
+            cattrs.BaseValidationError,
+            UnexpectedResponse,
+        ) as error:
+            raise LedgerError(f"ledger {self.path}: job {job_id} cannot be read: {error}") from None
+        return records, final_event
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
