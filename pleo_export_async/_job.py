@@ -441,9 +441,6 @@ def _check_collection(updates: Collection[object]) -> None:
             raise ConflictingUpdates(entry_id, first, update)
 
 
-_END = object()
-
-
 class _UpdateCall:
     """One `update()` call: a fixed set of workers pulling batches from the tracker (R2)."""
 
@@ -460,6 +457,7 @@ class _UpdateCall:
         self._job_ledger = job_ledger
         self._tracker = tracker
         self._call = call
+        tracker.begin_call(call)
         self._on_progress = on_progress
         self._sync_source: Iterator[ItemUpdate] | None = None
         self._async_source: AsyncIterator[ItemUpdate] | None = None
@@ -468,7 +466,6 @@ class _UpdateCall:
         else:
             self._sync_source = iter(updates)
         self._exhausted = False
-        self._pulled = 0
         self._pull_lock = asyncio.Lock()
         self._stop: PleoExportError | None = None
         self._requests = 0
@@ -503,7 +500,9 @@ class _UpdateCall:
         tracker = self._tracker
         size = self._run._batch_size
         if self._async_source is None:
-            self._fill_from_iterator(size)  # no await inside: atomic on the event loop
+            assert self._sync_source is not None
+            if not self._exhausted:  # no await inside: atomic on the event loop
+                self._exhausted = not tracker.offer_from(self._sync_source, self._call, size)
             return tracker.take_batch(size)
         async with self._pull_lock:
             while not self._exhausted and tracker.ready < size:
@@ -512,26 +511,8 @@ class _UpdateCall:
                 except StopAsyncIteration:
                     self._exhausted = True
                     break
-                self._offer(update)
+                tracker.offer_pulled(update, self._call)
             return tracker.take_batch(size)
-
-    def _fill_from_iterator(self, size: int) -> None:
-        assert self._sync_source is not None
-        tracker = self._tracker
-        source = self._sync_source
-        while not self._exhausted and tracker.ready < size:
-            update = next(source, _END)
-            if update is _END:
-                self._exhausted = True
-                break
-            self._offer(update)
-
-    def _offer(self, update: object) -> None:
-        index = self._pulled
-        self._pulled += 1
-        if not isinstance(update, ItemUpdate):
-            raise InvalidInput(f"updates[{index}]", update, "not an ItemUpdate")
-        self._tracker.offer(update, self._call)
 
     async def _worker(self) -> None:
         tracker = self._tracker
@@ -615,7 +596,7 @@ class _UpdateCall:
                     job_id=self._run.job_id,
                     acknowledged=self._acknowledged,
                     rejected=self._rejected,
-                    skipped=len(tracker.skipped),
+                    skipped=tracker.skipped_in_call,
                     unacknowledged=self._given_up,
                     in_flight=tracker.in_flight,
                     requests=self._requests,
@@ -649,16 +630,14 @@ class _UpdateCall:
         self._causes.update(causes)
 
     def _report(self) -> UpdateReport:
-        entries = self._tracker.entries
         acknowledged = {}
         rejected = {}
         unacknowledged = {}
-        skipped = self._tracker.skipped
-        for entry_id in self._tracker.offered:
-            if entry_id in skipped:
-                continue
-            entry = entries[entry_id]
-            if entry.state is EntryState.ACKNOWLEDGED:
+        skipped = set()
+        for entry_id, entry in self._tracker.in_call(self._call):
+            if entry.skipped:
+                skipped.add(entry_id)
+            elif entry.state is EntryState.ACKNOWLEDGED:
                 acknowledged[entry_id] = entry.update.status
             elif entry.state is EntryState.REJECTED:
                 rejected[entry_id] = Rejection(entry.error_type or "", entry.error_message)

@@ -18,13 +18,14 @@ from ._enums import (
     JobFailureReasonType,
 )
 from ._errors import InvalidInput
-from ._validate import aware_datetime, enum_member, optional_text, uuid_string
+from ._validate import CANONICAL_UUID, aware_datetime, enum_member, optional_text, uuid_string
 
 T = TypeVar("T")
 
-_SETTABLE_BY_CLIENT = frozenset(
-    {ItemStatus.SUCCESSFUL, ItemStatus.FAILED, ItemStatus.IN_PROGRESS, ItemStatus.PENDING}
-)
+_is_canonical_uuid = CANONICAL_UUID.fullmatch
+
+_ABANDONED = ItemStatus.ABANDONED
+_FAILED = ItemStatus.FAILED
 
 
 @attrs.frozen(slots=True)
@@ -44,33 +45,42 @@ class ItemUpdate:
     failure_reason_type: ItemFailureReasonType | None = None
 
     def __attrs_post_init__(self) -> None:
-        entry_id = uuid_string("accounting_entry_id", self.accounting_entry_id)
-        if entry_id is not self.accounting_entry_id:
-            object.__setattr__(self, "accounting_entry_id", entry_id)
+        # Built once per item on the hot path: the common case (a canonical ID string, enum
+        # members, text or None) is checked inline; the helpers only run for the rest, and say
+        # what is wrong. Identity checks, not set lookups: an enum's hash is Python code.
+        entry_id = self.accounting_entry_id
+        if type(entry_id) is not str or not _is_canonical_uuid(entry_id):
+            object.__setattr__(
+                self, "accounting_entry_id", uuid_string("accounting_entry_id", entry_id)
+            )
         status = self.status
         if type(status) is not ItemStatus:
             status = enum_member("status", status, ItemStatus)
             object.__setattr__(self, "status", status)
-        if status not in _SETTABLE_BY_CLIENT:
+        if status is _ABANDONED:
             raise InvalidInput("status", status.value, "only Pleo sets an item to abandoned")
         if self.exported_at is not None:
             aware_datetime("exported_at", self.exported_at)
-        optional_text("external_id", self.external_id)
-        optional_text("external_url", self.external_url)
-        optional_text("failure_reason", self.failure_reason)
+        if self.external_id is not None and type(self.external_id) is not str:
+            optional_text("external_id", self.external_id)
+        if self.external_url is not None and type(self.external_url) is not str:
+            optional_text("external_url", self.external_url)
+        failure_reason = self.failure_reason
+        if failure_reason is not None and type(failure_reason) is not str:
+            optional_text("failure_reason", failure_reason)
         failure_type = self.failure_reason_type
         if failure_type is not None and type(failure_type) is not ItemFailureReasonType:
             failure_type = enum_member("failure_reason_type", failure_type, ItemFailureReasonType)
             object.__setattr__(self, "failure_reason_type", failure_type)
-        if status is ItemStatus.FAILED:
+        if status is _FAILED:
             if failure_type is None:
                 raise InvalidInput(
                     "failure_reason_type", None, "a failed item needs a failure_reason_type"
                 )
-        elif failure_type is not None or self.failure_reason is not None:
+        elif failure_type is not None or failure_reason is not None:
             raise InvalidInput(
                 "failure_reason_type" if failure_type is not None else "failure_reason",
-                failure_type if failure_type is not None else self.failure_reason,
+                failure_type if failure_type is not None else failure_reason,
                 f"only a failed item carries a failure reason, this one is {status.value}",
             )
 

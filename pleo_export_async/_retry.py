@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 import backoff
@@ -16,6 +16,7 @@ import backoff
 from ._errors import InvalidInput
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _instant_retries = False
 
@@ -67,7 +68,7 @@ class RetryPolicy:
         self,
         retry_on: type[Exception],
         on_backoff: Callable[[Any], None],
-    ) -> Callable[[Callable[[], Awaitable[T]]], Callable[[], Awaitable[T]]]:
+    ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
         """A decorator that retries a coroutine function while it raises `retry_on`."""
         return backoff.on_exception(
             self._wait_generator,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
 from ._classify import ItemErrorKind
 from ._enums import ItemStatus
-from ._errors import ConflictingUpdates
+from ._errors import ConflictingUpdates, InvalidInput
 from ._models import ItemUpdate, ItemUpdateError
 
 
@@ -38,8 +38,11 @@ class Offer(enum.Enum):
 
 @attrs.define(slots=True, eq=False)
 class Entry:
-    update: ItemUpdate
+    update: ItemUpdate  # what is being sent, or what Pleo acknowledged or rejected
     state: EntryState
+    call: int  # the update() call that last offered this ID
+    offered: ItemUpdate  # what that call offered first; a repeat is judged against it
+    skipped: bool = False  # that call skipped it: Pleo had already acknowledged it
     attempts: int = 0
     error_type: str | None = None
     error_message: str = ""
@@ -74,9 +77,8 @@ class ItemTracker:
         self._max_attempts = max_attempts
         self.entries: dict[str, Entry] = {}
         self._call: int | None = None
-        #: What the current call offered, first offer per ID, and which IDs it skipped.
-        self.offered: dict[str, ItemUpdate] = {}
-        self.skipped: set[str] = set()
+        self.skipped_in_call = 0  # IDs the latest call skipped as already acknowledged
+        self._pulled = 0  # position in the input, to name a bad element
         self._ready: deque[Entry] = deque()
         self.in_flight = 0
 
@@ -88,45 +90,83 @@ class ItemTracker:
     def offer(self, update: ItemUpdate, call: int) -> Offer:
         """Take one update pulled from the input of `update()` call number `call`.
 
-        Calls run one after another; the first offer of a new call number starts its record of
-        what it offered (`offered`) and what it skipped (`skipped`).
+        Calls run one after another, numbered upwards.
         """
-        if call != self._call:
-            self._call = call
-            self.offered = {}
-            self.skipped = set()
         entry_id = update.accounting_entry_id
-        first = self.offered.get(entry_id)
-        if first is not None:
-            if first == update:
+        entry = self.entries.get(entry_id)
+        if entry is not None and entry.call == call:
+            first = entry.offered
+            if first is update or first == update:
                 return Offer.COLLAPSED
             raise ConflictingUpdates(entry_id, first, update)
-        self.offered[entry_id] = update
-        entry = self.entries.get(entry_id)
+        if call != self._call:
+            self.begin_call(call)
         acknowledged = self._acknowledged_update(entry_id)
         if acknowledged is not None and (
-            acknowledged.status is ItemStatus.SUCCESSFUL or acknowledged == update
+            acknowledged.status is _SUCCESSFUL or acknowledged == update
         ):
-            self.skipped.add(entry_id)
-            if entry is not None:
-                # Whatever this run left it as, Pleo holds the acknowledged update (perhaps from
-                # another JobRun sharing the ledger): the item is settled.
-                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED)
+            # Whatever this run left it as, Pleo holds the acknowledged update (perhaps from
+            # another JobRun sharing the ledger): the item is settled.
+            self.skipped_in_call += 1
+            if entry is None:
+                self.entries[entry_id] = Entry(
+                    acknowledged, EntryState.ACKNOWLEDGED, call, update, skipped=True
+                )
+            else:
+                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED, call, update, True)
             return Offer.SKIPPED
         if entry is None:
-            entry = Entry(update, EntryState.QUEUED)
-            self.entries[entry_id] = entry
+            entry = self.entries[entry_id] = Entry(update, EntryState.QUEUED, call, update)
         else:
             # A later call supersedes what an earlier call left rejected, unacknowledged, or
             # acknowledged as failed (R4 allows replacing a failed item).
-            self._reset(entry, update, EntryState.QUEUED)
+            self._reset(entry, update, EntryState.QUEUED, call, update, False)
         self._ready.append(entry)
         return Offer.QUEUED
 
+    def begin_call(self, call: int) -> None:
+        """Start counting the input and the skips of `update()` call number `call`."""
+        self._call = call
+        self.skipped_in_call = 0
+        self._pulled = 0
+
+    def offer_from(self, source: Iterator[object], call: int, wanted: int) -> bool:
+        """Offer updates from `source` until `wanted` are ready to send; False once it is
+        exhausted. The hot loop of `update()`, kept tight."""
+        offer_pulled = self.offer_pulled
+        ready = self._ready
+        while len(ready) < wanted:
+            update = next(source, _END)
+            if update is _END:
+                return False
+            offer_pulled(update, call)
+        return True
+
+    def offer_pulled(self, update: object, call: int) -> Offer:
+        """Offer the next element of the call's input, which may not be an ItemUpdate at all."""
+        if type(update) is not ItemUpdate and not isinstance(update, ItemUpdate):
+            raise InvalidInput(f"updates[{self._pulled}]", update, "not an ItemUpdate")
+        self._pulled += 1
+        return self.offer(update, call)
+
+    def in_call(self, call: int) -> Iterator[tuple[str, Entry]]:
+        """The IDs offered by `update()` call number `call`, with their entries."""
+        return ((i, entry) for i, entry in self.entries.items() if entry.call == call)
+
     @staticmethod
-    def _reset(entry: Entry, update: ItemUpdate, state: EntryState) -> None:
+    def _reset(
+        entry: Entry,
+        update: ItemUpdate,
+        state: EntryState,
+        call: int,
+        offered: ItemUpdate,
+        skipped: bool,
+    ) -> None:
         entry.update = update
         entry.state = state
+        entry.call = call
+        entry.offered = offered
+        entry.skipped = skipped
         entry.attempts = 0
         entry.error_type = None
         entry.error_message = ""
@@ -260,3 +300,5 @@ class ItemTracker:
 
 
 _FINAL = frozenset({ItemStatus.SUCCESSFUL, ItemStatus.FAILED})
+_SUCCESSFUL = ItemStatus.SUCCESSFUL
+_END = object()

@@ -77,6 +77,19 @@ class _Retryable(Exception):
         super().__init__(detail)
 
 
+@attrs.define(slots=True)
+class _Call:
+    """One request through its attempts: what backoff's handlers need to count and log."""
+
+    method: str
+    path: str
+    body: bytes | None
+    params: Mapping[str, str | list[str]] | None
+    log_extra: Mapping[str, object]
+    attempts: int = 0
+    causes: Counter[str] = attrs.field(factory=Counter)
+
+
 class RetryAfterGate:
     """Holds every sender of the client until a `Retry-After` pause is over."""
 
@@ -112,6 +125,8 @@ class Transport:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._gate = RetryAfterGate()
         self._session: aiohttp.ClientSession | None = None
+        # Built once: backoff keeps each call's state in the call, passed as the argument.
+        self._send_with_retries = retry.retrying(_Retryable, self._on_backoff)(self._attempt_call)
 
     async def open(self) -> None:
         if self._session is None:
@@ -149,50 +164,48 @@ class Transport:
     ) -> Response:
         """Send until the answer is not transient, the retry budget is spent, or a 401 persists
         after one refresh of the credential. Raises `TransportError` when no answer came at all."""
-        attempts = 0
-        causes: Counter[str] = Counter()
-        extra = dict(log_extra or {})
-
-        def on_backoff(details: dict[str, Any]) -> None:
-            failure: _Retryable = details["exception"]
-            causes[failure.cause] += 1
-            logger.warning(
-                "%s %s: %s; retrying in %.2fs",
-                method,
-                path,
-                failure.detail,
-                details["wait"],
-                extra={
-                    **extra,
-                    "attempt": details["tries"],
-                    "status": failure.cause,
-                    "wait": details["wait"],
-                },
-            )
-
-        async def attempt() -> Response:
-            nonlocal attempts
-            attempts += 1
-            return await self._attempt(method, path, body, params)
-
-        send_with_retries = self.retry.retrying(_Retryable, on_backoff)(attempt)
+        call = _Call(method, path, body, params, log_extra or {})
         refreshed = False
         while True:
             try:
-                response = await send_with_retries()
+                response = await self._send_with_retries(call)
             except _Retryable as exhausted:
                 if exhausted.response is None:
                     raise TransportError(
-                        f"{method} {path}: {exhausted.detail} (gave up after {attempts} attempts)",
-                        attempts=attempts,
+                        f"{method} {path}: {exhausted.detail} "
+                        f"(gave up after {call.attempts} attempts)",
+                        attempts=call.attempts,
                     ) from None
                 response = exhausted.response
             if response.status == 401 and not refreshed and self.credential.refreshable:
                 refreshed = True
-                causes["http_401_refresh"] += 1
+                call.causes["http_401_refresh"] += 1
                 await self.credential.refresh(self.session, response.credential_generation)
                 continue
-            return attrs.evolve(response, attempts=attempts, retry_causes=dict(causes))
+            return attrs.evolve(response, attempts=call.attempts, retry_causes=dict(call.causes))
+
+    async def _attempt_call(self, call: _Call) -> Response:
+        call.attempts += 1
+        return await self._attempt(call.method, call.path, call.body, call.params)
+
+    @staticmethod
+    def _on_backoff(details: dict[str, Any]) -> None:
+        call: _Call = details["args"][0]
+        failure: _Retryable = details["exception"]
+        call.causes[failure.cause] += 1
+        logger.warning(
+            "%s %s: %s; retrying in %.2fs",
+            call.method,
+            call.path,
+            failure.detail,
+            details["wait"],
+            extra={
+                **call.log_extra,
+                "attempt": details["tries"],
+                "status": failure.cause,
+                "wait": details["wait"],
+            },
+        )
 
     async def _attempt(
         self,

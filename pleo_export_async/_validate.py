@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from ._errors import InvalidInput
 
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -19,7 +19,7 @@ def uuid_string(field: str, value: object) -> str:
     """The canonical lower-case text form of a UUID given as `str` or `uuid.UUID`."""
     if isinstance(value, str):
         # The fast path: nearly every ID arrives already canonical.
-        if _CANONICAL_UUID.fullmatch(value):
+        if CANONICAL_UUID.fullmatch(value):
             return value
         try:
             return str(uuid.UUID(value))

@@ -1,0 +1,26 @@
+"""Streams N updates from an async generator through JobRun.update() against the echo server
+at BASE_URL, then prints the process's peak RSS in KiB. Run in a fresh process per size.
+
+    python -m benchmarks.memory_child BASE_URL N
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import sys
+import uuid
+
+from benchmarks.clients import API_KEY, streamed_updates
+from pleo_export_async import ApiKeyAuth, PleoExportClient
+
+
+async def main(base_url: str, count: int) -> None:
+    async with PleoExportClient(base_url, auth=ApiKeyAuth(API_KEY)) as client:
+        report = await client.job(str(uuid.uuid4())).update(streamed_updates(count))
+    assert len(report.acknowledged) == count
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
