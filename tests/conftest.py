@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from pleo_export_async._retry import instant_retries
-from pleo_export_async.testing import FakePleo
+from pleo_export_async.testing import FakePleo, instant_retries
 
 
 @pytest.fixture

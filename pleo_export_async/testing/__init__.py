@@ -7,9 +7,14 @@
         ...  # point a client at fake.base_url with fake.api_key
         assert fake.journal.resent_after_ack(job.id) == {}
 
+`instant_retries()` makes the client's backoff waits zero inside a block (a Retry-After pause
+from the fake still holds), so tests of retry paths run fast.
+
 Also a pytest plugin (the ``fake_pleo`` fixture) and a command line server:
 ``python -m pleo_export_async.testing --port 8080 --jobs 3 --items 500``.
 """
+
+from pleo_export_async._retry import instant_retries
 
 from ._faults import Faults, FaultSpec
 from ._journal import ItemSend, Journal, JournalEntry, PauseWindow
@@ -24,4 +29,5 @@ __all__ = [
     "JournalEntry",
     "ItemSend",
     "PauseWindow",
+    "instant_retries",
 ]
