@@ -18,7 +18,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar, get_origin
 
@@ -110,8 +110,6 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(StrEnum, lambda value, enum_type: enum_type(value))
     converter.register_unstructure_hook(datetime, format_datetime)
     converter.register_structure_hook(datetime, parse_datetime)
-    converter.register_unstructure_hook(date, date.isoformat)
-    converter.register_structure_hook(date, lambda value, _: date.fromisoformat(value[:10]))
     converter.register_unstructure_hook(uuid.UUID, str)
     converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(str(value)))
     converter.register_unstructure_hook_factory(

@@ -303,9 +303,7 @@ class JobRun:
             if self._finished_detail is not None:
                 raise JobStateConflict(self.job_id, request.event.value, status)
         await job_ledger.record_event_intent(request)
-        response = await self._client.transport.request(
-            "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
-        )
+        response = await self._post_event(request)
         if response.status < 300:
             return await self._delivered(job_ledger, _outcome(self.job_id, request, tally, False))
         if response.status == 422 and response.error_type_is("INVALID_EXPORT_JOB_STATUS_CHANGE"):
@@ -319,6 +317,11 @@ class JobRun:
             raise JobStateConflict(self.job_id, request.event.value, status)
         raise_for_response(response, "POST", _EVENTS_PATH)
         raise AssertionError("unreachable: raise_for_response raises for every error status")
+
+    async def _post_event(self, request: JobEventRequest) -> Response:
+        return await self._client.transport.request(
+            "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
+        )
 
     async def _delivered(
         self, job_ledger: JobLedger, outcome: CompletionOutcome
@@ -360,10 +363,7 @@ class JobRun:
 
         A job found already `in_progress` is resumed, as Pleo's recovery guidance says.
         """
-        request = JobEventRequest(JobEvent.STARTED, self.job_id)
-        response = await self._client.transport.request(
-            "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
-        )
+        response = await self._post_event(JobEventRequest(JobEvent.STARTED, self.job_id))
         if response.status >= 300:
             if response.status != 422:
                 raise_for_response(response, "POST", _EVENTS_PATH)
@@ -547,10 +547,8 @@ class _UpdateCall:
                 "PUT", run._items_path, body=body, log_extra=extra
             )
         except TransportError as error:
-            tracker.give_up(batch, str(error))
             self._count(error.attempts, {})
-            self._stop_with(error)
-            return
+            raise  # the worker gives the batch up and stops the call, as for any PleoExportError
         self._count(response.attempts, response.retry_causes)
         if response.status == 200:
             await self._settle(batch, response)
