@@ -125,11 +125,32 @@ def _make_converter() -> cattrs.Converter:
     return converter
 
 
-converter = _make_converter()
+def _item_update_to_wire(update: ItemUpdate) -> dict[str, Any]:
+    """What the generated hook makes of an ItemUpdate, written out: it runs once per item sent,
+    and at a third of the cost. `test_codec` checks the two agree on every kind of update."""
+    wire: dict[str, Any] = {
+        "accountingEntryId": update.accounting_entry_id,
+        "status": update.status,
+    }
+    if update.exported_at is not None:
+        wire["exportedAt"] = format_datetime(update.exported_at)
+    if update.external_id is not None:
+        wire["externalId"] = update.external_id
+    if update.external_url is not None:
+        wire["externalUrl"] = update.external_url
+    if update.failure_reason is not None:
+        wire["failureReason"] = update.failure_reason
+    if update.failure_reason_type is not None:
+        wire["failureReasonType"] = update.failure_reason_type
+    return wire
 
-_unstructure_item_update: Callable[[ItemUpdate], dict[str, Any]] = converter.get_unstructure_hook(
+
+converter = _make_converter()
+#: The hook cattrs generates for ItemUpdate, kept to check `_item_update_to_wire` against.
+generated_item_update_hook: Callable[[ItemUpdate], dict[str, Any]] = converter.get_unstructure_hook(
     ItemUpdate
 )
+converter.register_unstructure_hook(ItemUpdate, _item_update_to_wire)
 _structure_update_error = converter.get_structure_hook(ItemUpdateError)
 
 
@@ -158,24 +179,24 @@ def decode(body: bytes, cls: type[T]) -> T:
 
 def encode_item_updates(batch: Sequence[ItemUpdate]) -> bytes:
     """The PUT items body: a bare JSON array of UpdateExportJobItemV3."""
-    unstructure = _unstructure_item_update
+    unstructure = _item_update_to_wire
     return dumps([unstructure(update) for update in batch])
 
 
 def read_item_update_response(body: bytes) -> tuple[list[str], list[ItemUpdateError]]:
-    """The accountingEntryIds in `data` and the entries of `errors` of a 200 PUT response.
+    """The accountingEntryIds in `data` (as Pleo wrote them; the tracker matches them to ours
+    regardless of case) and the entries of `errors` of a 200 PUT response.
 
     Entries without a usable accountingEntryId are dropped: they cannot acknowledge anything.
     """
     payload = loads(body)
     if not isinstance(payload, dict):
         raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
-    acknowledged: list[str] = []
-    for item in payload.get("data") or ():
-        if isinstance(item, dict):
-            entry_id = item.get("accountingEntryId")
-            if isinstance(entry_id, str):
-                acknowledged.append(entry_id.lower())
+    acknowledged = [
+        entry_id
+        for item in payload.get("data") or ()
+        if type(item) is dict and type(entry_id := item.get("accountingEntryId")) is str
+    ]
     errors: list[ItemUpdateError] = []
     for error in payload.get("errors") or ():
         if isinstance(error, dict) and isinstance(error.get("accountingEntryId"), str):

@@ -96,7 +96,7 @@ class JobRun:
         if self._job_ledger is None or self._tracker is None:
             job_ledger = await self._ledger.open_job(self.job_id)
             self._tracker = ItemTracker(
-                job_ledger.acknowledged_update,
+                job_ledger.acknowledged,
                 self._client.classify_item_error,
                 self._client.retry.max_attempts,
             )
@@ -282,7 +282,7 @@ class JobRun:
         rejected = 0
         for entry in tracker.rejected():
             # An item rejected now but acknowledged earlier is in whatever state Pleo acknowledged.
-            if job_ledger.acknowledged_update(entry.update.accounting_entry_id) is None:
+            if job_ledger.acknowledged(entry.update.accounting_entry_id) is None:
                 rejected += 1
                 failure_types["validation_failure"] += 1
         return attrs.evolve(acknowledged, rejected=rejected, failure_types=dict(failure_types))
@@ -594,7 +594,7 @@ class _UpdateCall:
                     job_id=self._run.job_id,
                     acknowledged=self._acknowledged,
                     rejected=self._rejected,
-                    skipped=tracker.skipped_in_call,
+                    skipped=len(tracker.skipped_in_call),
                     unacknowledged=self._given_up,
                     in_flight=tracker.in_flight,
                     requests=self._requests,
@@ -628,24 +628,21 @@ class _UpdateCall:
         self._causes.update(causes)
 
     def _report(self) -> UpdateReport:
-        acknowledged = {}
+        tracker = self._tracker
         rejected = {}
         unacknowledged = {}
-        skipped = set()
-        for entry_id, entry in self._tracker.in_call(self._call):
-            if entry.skipped:
-                skipped.add(entry_id)
-            elif entry.state is EntryState.ACKNOWLEDGED:
-                acknowledged[entry_id] = entry.update.status
-            elif entry.state is EntryState.REJECTED:
+        for entry_id, entry in tracker.in_call(self._call):
+            if entry.skipped or entry.state is EntryState.ACKNOWLEDGED:
+                continue  # in skipped_in_call or acknowledged_in_call
+            if entry.state is EntryState.REJECTED:
                 rejected[entry_id] = Rejection(entry.error_type or "", entry.error_message)
             else:
                 unacknowledged[entry_id] = entry.error_message or entry.state.value
         return UpdateReport(
             job_id=self._run.job_id,
-            acknowledged=acknowledged,
+            acknowledged=tracker.acknowledged_in_call,
             rejected=rejected,
-            skipped=frozenset(skipped),
+            skipped=frozenset(tracker.skipped_in_call),
             unacknowledged=unacknowledged,
             requests=self._requests,
             retries=self._retries,

@@ -5,7 +5,7 @@ object, so an update one of them got acknowledged is never sent again by another
 
 Implementing a ledger (e.g. on PostgreSQL or Redis) means implementing these two protocols:
 
-* Lookups (`acknowledged_update`, `tally`, `final_event`, `in_flight_at_open`) are synchronous
+* Lookups (`acknowledged`, `tally`, `final_event`, `in_flight_at_open`) are synchronous
   and called on the hot path, once per item: serve them from memory, loaded in `open_job`.
 * Writes are awaited, and the library waits for each before it relies on it: an acknowledgement
   is recorded before the next batch of the job is planned, the intent to send the final event
@@ -44,8 +44,10 @@ class JobLedger(Protocol):
     @property
     def job_id(self) -> str: ...
 
-    def acknowledged_update(self, entry_id: str) -> ItemUpdate | None:
-        """The update Pleo last acknowledged for this accountingEntryId, if any."""
+    def acknowledged(self, entry_id: str) -> ItemStatus | ItemUpdate | None:
+        """What Pleo last acknowledged for this accountingEntryId: None if nothing, else the
+        update; for a `successful` one it may be just `ItemStatus.SUCCESSFUL`, since a
+        successful item is terminal (R4) and its fields no longer decide anything."""
         ...
 
     def tally(self) -> Tally:
@@ -78,11 +80,15 @@ class Ledger(Protocol):
 
 
 class MemoryJobLedger:
-    """One job's acknowledgements, in memory."""
+    """One job's acknowledgements, in memory.
+
+    A successful acknowledgement is kept as `ItemStatus.SUCCESSFUL` alone, not as its update:
+    that is all R4 needs, and a million of them then cost one dict, not a million objects.
+    """
 
     def __init__(self, job_id: str) -> None:
         self._job_id = job_id
-        self._acknowledged: dict[str, ItemUpdate] = {}
+        self._acknowledged: dict[str, ItemStatus | ItemUpdate] = {}
         self._status_counts: Counter[ItemStatus] = Counter()
         self._failure_types: Counter[str] = Counter()
         self._final_event: FinalEventRecord | None = None
@@ -91,7 +97,7 @@ class MemoryJobLedger:
     def job_id(self) -> str:
         return self._job_id
 
-    def acknowledged_update(self, entry_id: str) -> ItemUpdate | None:
+    def acknowledged(self, entry_id: str) -> ItemStatus | ItemUpdate | None:
         return self._acknowledged.get(entry_id)
 
     def tally(self) -> Tally:
@@ -118,16 +124,27 @@ class MemoryJobLedger:
         acknowledged = self._acknowledged
         counts = self._status_counts
         failure_types = self._failure_types
+        successful = 0
         for update in updates:
-            previous = acknowledged.get(update.accounting_entry_id)
+            entry_id = update.accounting_entry_id
+            previous = acknowledged.get(entry_id)
             if previous is not None:
-                counts[previous.status] -= 1
-                if previous.failure_reason_type is not None:
-                    failure_types[previous.failure_reason_type.value] -= 1
-            acknowledged[update.accounting_entry_id] = update
+                if previous is _SUCCESSFUL:
+                    counts[_SUCCESSFUL] -= 1
+                else:
+                    assert isinstance(previous, ItemUpdate)
+                    counts[previous.status] -= 1
+                    if previous.failure_reason_type is not None:
+                        failure_types[previous.failure_reason_type.value] -= 1
+            if update.status is _SUCCESSFUL:
+                acknowledged[entry_id] = _SUCCESSFUL
+                successful += 1
+                continue
+            acknowledged[entry_id] = update
             counts[update.status] += 1
             if update.failure_reason_type is not None:
                 failure_types[update.failure_reason_type.value] += 1
+        counts[_SUCCESSFUL] += successful
         failure_types += Counter()  # drop the types whose count fell to zero
 
     async def record_event_intent(self, request: JobEventRequest) -> None:
@@ -139,6 +156,9 @@ class MemoryJobLedger:
     def _delivered_record(self, outcome: CompletionOutcome) -> FinalEventRecord:
         assert self._final_event is not None, "the intent is recorded before the event is sent"
         return attrs.evolve(self._final_event, outcome=outcome)
+
+
+_SUCCESSFUL = ItemStatus.SUCCESSFUL
 
 
 class MemoryLedger:

@@ -94,6 +94,25 @@ class ItemUpdate:
         exported_at: datetime | None = None,
     ) -> ItemUpdate:
         """The item was created in the accounting system."""
+        if (
+            cls is ItemUpdate
+            and exported_at is None
+            and type(accounting_entry_id) is str
+            and _is_canonical_uuid(accounting_entry_id)
+            and (external_id is None or type(external_id) is str)
+            and (external_url is None or type(external_url) is str)
+        ):
+            # What nearly every connector passes, already valid: skip the generated __init__
+            # and its post-init checks, which cost twice as much (one call per item).
+            update = _new_object(cls)
+            _set_entry_id(update, accounting_entry_id)
+            _set_status(update, _SUCCESSFUL)
+            _set_exported_at(update, None)
+            _set_external_id(update, external_id)
+            _set_external_url(update, external_url)
+            _set_failure_reason(update, None)
+            _set_failure_reason_type(update, None)
+            return update
         return cls(
             accounting_entry_id,
             ItemStatus.SUCCESSFUL,
@@ -146,6 +165,18 @@ class ExportJobItem:
 def _lower_case_id(value: object, _: object) -> str:
     # IDs are matched against what was sent, which is canonical lower case.
     return str(value).lower()
+
+
+_new_object = object.__new__
+# The slots' own setters: a frozen class's __setattr__ refuses every assignment.
+_set_entry_id = ItemUpdate.__dict__["accounting_entry_id"].__set__
+_set_status = ItemUpdate.__dict__["status"].__set__
+_set_exported_at = ItemUpdate.__dict__["exported_at"].__set__
+_set_external_id = ItemUpdate.__dict__["external_id"].__set__
+_set_external_url = ItemUpdate.__dict__["external_url"].__set__
+_set_failure_reason = ItemUpdate.__dict__["failure_reason"].__set__
+_set_failure_reason_type = ItemUpdate.__dict__["failure_reason_type"].__set__
+_SUCCESSFUL = ItemStatus.SUCCESSFUL
 
 
 @attrs.frozen

@@ -2,6 +2,10 @@
 reconciliation of PUT responses by ID (rules R1, R3, R4, R5). No I/O: the JobRun feeds it what it
 pulled from the input and what Pleo answered, and asks it what to send next.
 
+An entry lives while its ID needs attention; once Pleo acknowledges a final status the ledger
+holds that fact, and the tracker keeps only the ID in the call's report. A million acknowledged
+items thus leave no per-item objects for the garbage collector to walk on every pass.
+
     offer ──► QUEUED ──take_batch──► IN_FLIGHT ──reconcile──► ACKNOWLEDGED
                  ▲                      │                 ├─► REJECTED (permanent item error)
                  └───── not acknowledged, budget left ◄───┤
@@ -13,11 +17,12 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 
 import attrs
 
 from ._classify import ItemErrorKind
-from ._enums import ItemStatus
+from ._enums import ItemFailureReasonType, ItemStatus
 from ._errors import ConflictingUpdates, InvalidInput
 from ._models import ItemUpdate, ItemUpdateError
 
@@ -41,7 +46,6 @@ class Entry:
     update: ItemUpdate  # what is being sent, or what Pleo acknowledged or rejected
     state: EntryState
     call: int  # the update() call that last offered this ID
-    offered: ItemUpdate  # what that call offered first; a repeat is judged against it
     skipped: bool = False  # that call skipped it: Pleo had already acknowledged it
     attempts: int = 0
     error_type: str | None = None
@@ -62,22 +66,29 @@ class BatchOutcome:
 class ItemTracker:
     """States of the items submitted to one JobRun.
 
-    `acknowledged_update(entry_id)` looks up the ledger: the update Pleo last acknowledged for that
-    ID, from this JobRun or any other that shares the ledger.
+    `acknowledged(entry_id)` looks up the ledger: what Pleo last acknowledged for that ID, from
+    this JobRun or any other that shares the ledger (`JobLedger.acknowledged`).
+
+    `entries` holds the IDs still queued, in flight, rejected, unacknowledged, skipped, or
+    acknowledged with a status that is not final; an ID acknowledged `successful` or `failed`
+    leaves it and is listed in `acknowledged_in_call` instead.
     """
 
     def __init__(
         self,
-        acknowledged_update: Callable[[str], ItemUpdate | None],
+        acknowledged: Callable[[str], ItemStatus | ItemUpdate | None],
         classify_error: Callable[[str], ItemErrorKind],
         max_attempts: int,
     ) -> None:
-        self._acknowledged_update = acknowledged_update
+        self._acknowledged = acknowledged
         self._classify_error = classify_error
         self._max_attempts = max_attempts
         self.entries: dict[str, Entry] = {}
         self._call: int | None = None
-        self.skipped_in_call = 0  # IDs the latest call skipped as already acknowledged
+        self._seen: dict[str, _Fields] = {}  # the latest call's first offer of each ID
+        #: IDs acknowledged in the latest call, with the status Pleo acknowledged.
+        self.acknowledged_in_call: dict[str, ItemStatus] = {}
+        self.skipped_in_call: set[str] = set()  # IDs the latest call skipped (R4)
         self._pulled = 0  # position in the input, to name a bad element
         self._ready: deque[Entry] = deque()
         self.in_flight = 0
@@ -92,54 +103,84 @@ class ItemTracker:
 
         Calls run one after another, numbered upwards.
         """
-        entry_id = update.accounting_entry_id
-        entry = self.entries.get(entry_id)
-        if entry is not None and entry.call == call:
-            first = entry.offered
-            if first is update or first == update:
-                return Offer.COLLAPSED
-            raise ConflictingUpdates(entry_id, first, update)
         if call != self._call:
             self.begin_call(call)
-        acknowledged = self._acknowledged_update(entry_id)
+        entry_id = update.accounting_entry_id
+        seen = self._seen
+        fields = _fields(update)
+        first = seen.get(entry_id)
+        if first is not None:
+            if first == fields:
+                return Offer.COLLAPSED
+            raise ConflictingUpdates(entry_id, _rebuilt(entry_id, first), update)
+        seen[entry_id] = fields
+        entry = self.entries.get(entry_id)
+        acknowledged = self._acknowledged(entry_id)
         if acknowledged is not None and (
-            acknowledged.status is _SUCCESSFUL or acknowledged == update
+            acknowledged is _SUCCESSFUL
+            or (isinstance(acknowledged, ItemUpdate) and acknowledged.status is _SUCCESSFUL)
+            or acknowledged == update
         ):
             # Whatever this run left it as, Pleo holds the acknowledged update (perhaps from
             # another JobRun sharing the ledger): the item is settled.
-            self.skipped_in_call += 1
-            if entry is None:
+            self.skipped_in_call.add(entry_id)
+            if isinstance(acknowledged, ItemStatus) or acknowledged.status in _FINAL:
+                self.entries.pop(entry_id, None)
+            elif entry is None:
                 self.entries[entry_id] = Entry(
-                    acknowledged, EntryState.ACKNOWLEDGED, call, update, skipped=True
+                    acknowledged, EntryState.ACKNOWLEDGED, call, skipped=True
                 )
             else:
-                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED, call, update, True)
+                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED, call, True)
             return Offer.SKIPPED
         if entry is None:
-            entry = self.entries[entry_id] = Entry(update, EntryState.QUEUED, call, update)
+            entry = self.entries[entry_id] = Entry(update, EntryState.QUEUED, call)
         else:
             # A later call supersedes what an earlier call left rejected, unacknowledged, or
             # acknowledged as failed (R4 allows replacing a failed item).
-            self._reset(entry, update, EntryState.QUEUED, call, update, False)
+            self._reset(entry, update, EntryState.QUEUED, call, False)
         self._ready.append(entry)
         return Offer.QUEUED
 
     def begin_call(self, call: int) -> None:
-        """Start counting the input and the skips of `update()` call number `call`."""
+        """Start counting the input, the acknowledgements and the skips of `update()` call
+        number `call`. What the previous call reported is left to its report."""
         self._call = call
-        self.skipped_in_call = 0
+        self._seen = {}
+        self.acknowledged_in_call = {}
+        self.skipped_in_call = set()
         self._pulled = 0
 
     def offer_from(self, source: Iterator[object], call: int, wanted: int) -> bool:
         """Offer updates from `source` until `wanted` are ready to send; False once it is
-        exhausted. The hot loop of `update()`, kept tight."""
+        exhausted.
+
+        The hot loop of `update()`: an ItemUpdate for an ID this tracker has never seen and the
+        ledger has no acknowledgement for is queued here; anything else goes through `offer`.
+        """
+        if call != self._call:
+            self.begin_call(call)
         offer_pulled = self.offer_pulled
         ready = self._ready
+        seen = self._seen
+        entries = self.entries
+        acknowledged = self._acknowledged
         while len(ready) < wanted:
             update = next(source, _END)
-            if update is _END:
-                return False
-            offer_pulled(update, call)
+            if (
+                type(update) is not ItemUpdate
+                or (entry_id := update.accounting_entry_id) in seen
+                or entry_id in entries
+                or acknowledged(entry_id) is not None
+            ):
+                if update is _END:
+                    return False
+                offer_pulled(update, call)
+                continue
+            self._pulled += 1
+            seen[entry_id] = _fields(update)
+            entry = entries[entry_id] = Entry(update, _QUEUED, call)
+            ready.append(entry)
         return True
 
     def offer_pulled(self, update: object, call: int) -> Offer:
@@ -150,7 +191,8 @@ class ItemTracker:
         return self.offer(update, call)
 
     def in_call(self, call: int) -> Iterator[tuple[str, Entry]]:
-        """The IDs offered by `update()` call number `call`, with their entries."""
+        """The entries `update()` call number `call` offered that are still kept (not those
+        acknowledged with a final status: see `acknowledged_in_call`)."""
         return ((i, entry) for i, entry in self.entries.items() if entry.call == call)
 
     @staticmethod
@@ -159,13 +201,11 @@ class ItemTracker:
         update: ItemUpdate,
         state: EntryState,
         call: int,
-        offered: ItemUpdate,
         skipped: bool,
     ) -> None:
         entry.update = update
         entry.state = state
         entry.call = call
-        entry.offered = offered
         entry.skipped = skipped
         entry.attempts = 0
         entry.error_type = None
@@ -176,7 +216,7 @@ class ItemTracker:
         ready = self._ready
         batch = [ready.popleft() for _ in range(min(size, len(ready)))]
         for entry in batch:
-            entry.state = EntryState.IN_FLIGHT
+            entry.state = _IN_FLIGHT
             entry.attempts += 1
         self.in_flight += len(batch)
         return batch
@@ -197,7 +237,7 @@ class ItemTracker:
         unexpected: list[str] = []
         requeued = given_up = 0
         for error in errors:
-            entry = by_id.get(error.accounting_entry_id)
+            entry = by_id.get(error.accounting_entry_id)  # the codec lower-cases error IDs
             if entry is None:
                 unexpected.append(error.accounting_entry_id)
                 continue
@@ -215,17 +255,29 @@ class ItemTracker:
                 entry.state = EntryState.REJECTED
                 rejected.append(entry)
         acknowledged: list[ItemUpdate] = []
+        acknowledged_in_call = self.acknowledged_in_call
+        entries = self.entries
         for entry_id in acknowledged_ids:
             entry = by_id.get(entry_id)
-            if entry is None or entry.state is not EntryState.IN_FLIGHT:
+            if entry is None:
+                # Our IDs are canonical (lower case); Pleo's answer may not be.
+                entry = by_id.get(entry_id.lower())
                 if entry is None:
                     unexpected.append(entry_id)
-                continue
-            entry.state = EntryState.ACKNOWLEDGED
+                    continue
+            if entry.state is not _IN_FLIGHT:
+                continue  # acknowledged twice in one response, or also in `errors`
+            entry.state = _ACKNOWLEDGED
             entry.error_type = None
-            acknowledged.append(entry.update)
+            update = entry.update
+            acknowledged.append(update)
+            status = update.status
+            acknowledged_in_call[update.accounting_entry_id] = status
+            if status is _SUCCESSFUL or status is _FAILED:
+                # Settled: the ledger remembers it from now on.
+                del entries[update.accounting_entry_id]
         for entry in batch:
-            if entry.state is EntryState.IN_FLIGHT:
+            if entry.state is _IN_FLIGHT:
                 if entry.attempts < self._max_attempts:
                     self._send_again(entry)
                     requeued += 1
@@ -300,5 +352,41 @@ class ItemTracker:
 
 
 _FINAL = frozenset({ItemStatus.SUCCESSFUL, ItemStatus.FAILED})
+
+#: An update's fields after its ID, in `ItemUpdate`'s order, enums as their values: a tuple of
+#: strings, datetimes and None, which the garbage collector stops tracking at its first pass.
+#: A call keeps one per ID it offered, to judge repeats (R1) without keeping the update alive.
+_Fields = tuple[str, datetime | None, str | None, str | None, str | None, str | None]
+
+
+def _fields(update: ItemUpdate) -> _Fields:
+    failure_type = update.failure_reason_type
+    return (
+        update.status._value_,
+        update.exported_at,
+        update.external_id,
+        update.external_url,
+        update.failure_reason,
+        None if failure_type is None else failure_type._value_,
+    )
+
+
+def _rebuilt(entry_id: str, fields: _Fields) -> ItemUpdate:
+    status, exported_at, external_id, external_url, reason, reason_type = fields
+    return ItemUpdate(
+        entry_id,
+        ItemStatus(status),
+        exported_at,
+        external_id,
+        external_url,
+        reason,
+        None if reason_type is None else ItemFailureReasonType(reason_type),
+    )
+
+
 _SUCCESSFUL = ItemStatus.SUCCESSFUL
+_FAILED = ItemStatus.FAILED
+_QUEUED = EntryState.QUEUED
+_IN_FLIGHT = EntryState.IN_FLIGHT
+_ACKNOWLEDGED = EntryState.ACKNOWLEDGED
 _END = object()

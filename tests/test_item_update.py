@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pleo_export_async._codec import to_wire
 from pleo_export_async._enums import ItemFailureReasonType, ItemStatus
@@ -279,3 +281,22 @@ def test_equal_item_updates_compare_and_hash_equal() -> None:
     failed = ItemUpdate.failed(ENTRY_ID, reason_type="unexpected_failure")
     assert failed != first
     assert len({first, other, failed}) == 3
+
+
+@given(
+    entry_id=st.uuids().map(str),
+    external_id=st.none() | st.text(max_size=20),
+    external_url=st.none() | st.text(max_size=20),
+)
+def test_the_successful_builder_equals_the_general_constructor(
+    entry_id: str, external_id: str | None, external_url: str | None
+) -> None:
+    """`successful()` builds, on its fast path, the very value the checked constructor builds."""
+    built = ItemUpdate.successful(entry_id, external_id=external_id, external_url=external_url)
+    general = ItemUpdate(entry_id, ItemStatus.SUCCESSFUL, None, external_id, external_url)
+    assert built == general
+    assert hash(built) == hash(general)
+    assert repr(built) == repr(general)
+    assert attrs.asdict(built) == attrs.asdict(general)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.external_id = "changed"  # type: ignore[misc]

@@ -54,17 +54,24 @@ async def test_open_job_returns_the_same_object_for_the_same_job() -> None:
     await ledger.close()
 
 
-async def test_acknowledged_update_is_the_last_one_recorded() -> None:
-    """acknowledged_update is None until recorded, then the last update acknowledged for the ID."""
+def as_remembered(update: ItemUpdate | None) -> ItemStatus | ItemUpdate | None:
+    """What `acknowledged` returns: a successful update is kept as its status alone (R4)."""
+    if update is not None and update.status is ItemStatus.SUCCESSFUL:
+        return ItemStatus.SUCCESSFUL
+    return update
+
+
+async def test_acknowledged_is_the_last_update_recorded() -> None:
+    """acknowledged is None until recorded, then the last failed update, or SUCCESSFUL alone."""
     job = MemoryJobLedger(JOB_ID)
-    assert job.acknowledged_update(ID_A) is None
+    assert job.acknowledged(ID_A) is None
     failed = ItemUpdate.failed(ID_A, reason_type="vendor_unknown")
     await job.record_acknowledged([failed])
-    assert job.acknowledged_update(ID_A) == failed
+    assert job.acknowledged(ID_A) == failed
     successful = ItemUpdate.successful(ID_A, external_id="JE-1")
     await job.record_acknowledged([successful])
-    assert job.acknowledged_update(ID_A) == successful
-    assert job.acknowledged_update(ID_B) is None
+    assert job.acknowledged(ID_A) is ItemStatus.SUCCESSFUL
+    assert job.acknowledged(ID_B) is None
 
 
 async def test_tally_counts_acknowledged_items_by_status() -> None:
@@ -145,7 +152,7 @@ def test_tally_matches_the_last_update_of_each_item(batches: list[list[ItemUpdat
         failure_types=dict(failure_types),
     )
     for entry_id in (ID_A, ID_B, ID_C):
-        assert job.acknowledged_update(entry_id) == last.get(entry_id)
+        assert job.acknowledged(entry_id) == as_remembered(last.get(entry_id))
 
 
 async def test_final_event_intent_then_delivered() -> None:
@@ -169,7 +176,7 @@ async def test_in_flight_is_not_remembered() -> None:
     job = await ledger.open_job(JOB_ID)
     await job.record_in_flight([ItemUpdate.successful(ID_A)])
     assert job.in_flight_at_open() == {}
-    assert job.acknowledged_update(ID_A) is None
+    assert job.acknowledged(ID_A) is None
     assert (await ledger.open_job(JOB_ID)).in_flight_at_open() == {}
 
 
@@ -184,8 +191,8 @@ async def test_two_jobs_are_independent() -> None:
     await job.record_event_intent(request)
     await job.record_event_delivered(outcome(JobEvent.COMPLETED))
 
-    assert job.acknowledged_update(ID_B) is None
-    assert other.acknowledged_update(ID_A) is None
+    assert job.acknowledged(ID_B) is None
+    assert other.acknowledged(ID_A) is None
     assert job.tally() == Tally(successful=1)
     assert other.tally() == Tally(failed=1, failure_types={"tag_unknown": 1})
     assert other.final_event() is None
@@ -193,4 +200,4 @@ async def test_two_jobs_are_independent() -> None:
     assert record is not None
     assert record.outcome == outcome(JobEvent.COMPLETED)
     # The shared object seen through open_job again holds the same records.
-    assert (await ledger.open_job(JOB_ID)).acknowledged_update(ID_A) == ItemUpdate.successful(ID_A)
+    assert (await ledger.open_job(JOB_ID)).acknowledged(ID_A) is ItemStatus.SUCCESSFUL

@@ -612,10 +612,10 @@ def test_put_reader_returns_acknowledged_ids_and_errors() -> None:
     ]
 
 
-def test_put_reader_lower_cases_acknowledged_ids() -> None:
-    """Acknowledged IDs are lower-cased so they match the canonical IDs that were sent."""
+def test_put_reader_returns_acknowledged_ids_as_written() -> None:
+    """Acknowledged IDs come back as Pleo wrote them; the tracker matches them in any case."""
     body = dumps({"data": [{"accountingEntryId": ENTRY_ID_1.upper()}], "errors": []})
-    assert read_item_update_response(body) == ([ENTRY_ID_1], [])
+    assert read_item_update_response(body) == ([ENTRY_ID_1.upper()], [])
 
 
 def test_put_reader_ignores_entries_without_an_id() -> None:

@@ -17,6 +17,7 @@ from pleo_export_async import (
     LedgerError,
     SqliteLedger,
 )
+from pleo_export_async._enums import ItemStatus
 from pleo_export_async._models import JobEventRequest
 from pleo_export_async._sqlite_ledger import APPLICATION_ID, SCHEMA_VERSION
 from pleo_export_async.testing import FakePleo
@@ -43,8 +44,8 @@ async def test_records_survive_closing_and_reopening(tmp_path: Path) -> None:
         await job.record_event_intent(request)
     async with SqliteLedger(path) as ledger:
         job = await ledger.open_job(JOB_A)
-        assert job.acknowledged_update(ENTRY_1) == done
-        assert job.acknowledged_update(ENTRY_2) is None
+        assert job.acknowledged(ENTRY_1) is ItemStatus.SUCCESSFUL
+        assert job.acknowledged(ENTRY_2) is None
         assert job.in_flight_at_open() == {ENTRY_2: pending}
         assert job.tally().successful == 1
         record = job.final_event()
@@ -80,8 +81,8 @@ async def test_two_jobs_share_one_file_without_mixing(tmp_path: Path) -> None:
         await (await ledger.open_job(JOB_B)).record_in_flight([ItemUpdate.successful(ENTRY_2)])
     async with SqliteLedger(path) as ledger:
         job_a, job_b = await ledger.open_job(JOB_A), await ledger.open_job(JOB_B)
-        assert job_a.acknowledged_update(ENTRY_1) is not None
-        assert job_b.acknowledged_update(ENTRY_1) is None
+        assert job_a.acknowledged(ENTRY_1) is not None
+        assert job_b.acknowledged(ENTRY_1) is None
         assert job_a.in_flight_at_open() == {}
         assert set(job_b.in_flight_at_open()) == {ENTRY_2}
         assert await ledger.open_job(JOB_A) is job_a

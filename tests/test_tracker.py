@@ -123,6 +123,7 @@ class TrackerMachine(RuleBasedStateMachine):
         self.fresh: list[str] = []  # queued by offer, in offer order
         self.attempts: dict[str, int] = {}
         self.batches: list[list[Entry]] = []  # in flight
+        self.acknowledged_in_call: dict[str, ItemStatus] = {}
 
     @initialize(
         pool=st.lists(st.uuids().map(str), min_size=1, max_size=7, unique=True),
@@ -239,8 +240,7 @@ class TrackerMachine(RuleBasedStateMachine):
         ]
         errors = data.draw(st.permutations(errors + foreign_errors), label="error order")
 
-        # What R3 and R5 say must happen, computed before the tracker is asked. IDs reach the
-        # tracker canonical (lower case): the codec normalizes those of Pleo's response.
+        # What R3 and R5 say must happen, computed before the tracker is asked.
         error_by_id = {error.accounting_entry_id: error for error in errors}
         expected_state: dict[str, EntryState] = {}
         for entry_id in batch_ids:
@@ -303,6 +303,11 @@ class TrackerMachine(RuleBasedStateMachine):
         } == untouched
         assert tracker.in_flight == in_flight_before - len(batch)
         self.leftovers |= {i for i, s in expected_state.items() if s is EntryState.QUEUED}
+        self.acknowledged_in_call.update(
+            (entry_id, updates[entry_id].status)
+            for entry_id, state in expected_state.items()
+            if state is EntryState.ACKNOWLEDGED
+        )
 
     @precondition(lambda self: bool(self.batches))
     @rule(data=st.data(), reason=st.sampled_from(["HTTP 400", "cancelled while in flight"]))
@@ -341,6 +346,7 @@ class TrackerMachine(RuleBasedStateMachine):
         self.leftovers, self.fresh = set(), []
         self.call += 1
         self.first_offer = {}
+        self.acknowledged_in_call = {}
 
     # -- invariants ------------------------------------------------------------------------------
 
@@ -353,6 +359,16 @@ class TrackerMachine(RuleBasedStateMachine):
         queued = {e.update.accounting_entry_id for e in entries if e.state is EntryState.QUEUED}
         assert queued == self.leftovers | set(self.fresh)
         assert self.tracker.ready == len(self.leftovers) + len(self.fresh)
+
+    @invariant()
+    def the_call_report_lists_what_this_call_skipped_and_got_acknowledged(self) -> None:
+        """The call's skipped IDs and acknowledged statuses match the model (until the next
+        call's first offer, the tracker still holds the previous call's, for its report)."""
+        if not self.first_offer:
+            return
+        skipped = {i for i, (_, result) in self.first_offer.items() if result is Offer.SKIPPED}
+        assert self.tracker.skipped_in_call == skipped
+        assert self.tracker.acknowledged_in_call == self.acknowledged_in_call
 
     @invariant()
     def unsettled_lists_exactly_the_unsettled(self) -> None:
@@ -560,11 +576,26 @@ def test_later_call_does_not_supersede_an_acknowledged_successful_update() -> No
     tracker, record = new_tracker(ledger)
     tracker.offer(ItemUpdate.successful(ID_A), 1)
     record(tracker.reconcile(tracker.take_batch(100), [ID_A], []))
+    assert tracker.acknowledged_in_call == {ID_A: ItemStatus.SUCCESSFUL}
     for call, update in enumerate(updates_for(ID_A), start=2):
         assert tracker.offer(update, call) is Offer.SKIPPED
+        assert tracker.skipped_in_call == {ID_A}
+        assert tracker.acknowledged_in_call == {}
     assert tracker.take_batch(100) == []
-    assert tracker.entries[ID_A].state is EntryState.ACKNOWLEDGED
+    assert ID_A not in tracker.entries  # settled: the ledger holds it
     assert tracker.unsettled() == {}
+
+
+def test_acknowledged_ids_match_in_any_case() -> None:
+    """An ID Pleo writes in upper case acknowledges the canonical lower-case one that was sent."""
+    tracker, _ = new_tracker({})
+    tracker.offer(ItemUpdate.successful(ID_A), 1)
+    tracker.offer(ItemUpdate.successful(ID_B), 1)
+    outcome = tracker.reconcile(tracker.take_batch(100), [ID_A.upper(), ID_C.upper()], [])
+    assert [update.accounting_entry_id for update in outcome.acknowledged] == [ID_A]
+    assert tracker.acknowledged_in_call == {ID_A: ItemStatus.SUCCESSFUL}
+    assert outcome.unexpected_ids == [ID_C.upper()]
+    assert outcome.requeued == 1
 
 
 def test_drop_ready_makes_queued_entries_unacknowledged() -> None:
