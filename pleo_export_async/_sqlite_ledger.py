@@ -9,11 +9,16 @@ committed at Pleo without our knowing (`in_flight_at_open`).
 sqlite3 runs on one thread of the ledger's own, so the event loop never waits on the disk. WAL
 journaling with synchronous=NORMAL makes every commit survive the process being killed; a power
 cut may lose the last commits, which the JobRun's reconciliation with Pleo then recovers.
+
+Writes are committed in groups: the writes queued while one transaction commits go together in
+the next, and each waits until its own is committed. A commit and the thread hop around it cost
+more than the insert itself, so concurrent batches share them instead of queueing for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 
 from . import _codec
@@ -49,6 +55,13 @@ CREATE TABLE final_event (
     outcome BLOB
 );
 """
+
+
+@attrs.frozen
+class _Write:
+    sql: str
+    parameters: tuple[Any, ...]
+    committed: asyncio.Future[None]
 
 
 class SqliteJobLedger(MemoryJobLedger):
@@ -91,8 +104,7 @@ class SqliteJobLedger(MemoryJobLedger):
                 del self._in_flight_at_open[update.accounting_entry_id]
 
     async def record_event_intent(self, request: JobEventRequest) -> None:
-        await self._ledger._run(
-            self._ledger._execute,
+        await self._ledger._write(
             "INSERT OR REPLACE INTO final_event (job_id, request, outcome) VALUES (?, ?, NULL)",
             (self.job_id, _codec.encode(request)),
         )
@@ -100,8 +112,7 @@ class SqliteJobLedger(MemoryJobLedger):
 
     async def record_event_delivered(self, outcome: CompletionOutcome) -> None:
         record = self._delivered_record(outcome)
-        await self._ledger._run(
-            self._ledger._execute,
+        await self._ledger._write(
             "UPDATE final_event SET outcome = ? WHERE job_id = ?",
             (_codec.encode(outcome), self.job_id),
         )
@@ -125,6 +136,8 @@ class SqliteLedger:
         self._connection: sqlite3.Connection | None = None
         self._jobs: dict[str, SqliteJobLedger] = {}
         self._open_lock = asyncio.Lock()
+        self._queued: list[_Write] = []  # waiting for the group being committed to finish
+        self._committing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"SqliteLedger({self.path!r})"
@@ -152,6 +165,8 @@ class SqliteLedger:
             return job
 
     async def close(self) -> None:
+        while self._committing is not None:  # the last groups of writes still land
+            await asyncio.wait([self._committing])
         if self._connection is not None:
             await self._run(self._close_connection)
         self._executor.shutdown(wait=True)
@@ -161,11 +176,45 @@ class SqliteLedger:
         return await loop.run_in_executor(self._executor, function, *args)
 
     async def _write_batch(self, job_id: str, kind: str, updates: Sequence[ItemUpdate]) -> None:
-        await self._run(
-            self._execute,
+        await self._write(
             "INSERT INTO batch_record (job_id, kind, updates) VALUES (?, ?, ?)",
             (job_id, kind, _codec.encode_item_updates(updates)),
         )
+
+    async def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
+        """Commit this write, in the next group; raises LedgerError if that group fails."""
+        loop = asyncio.get_running_loop()
+        committed: asyncio.Future[None] = loop.create_future()
+        self._queued.append(_Write(sql, parameters, committed))
+        if self._committing is None:
+            self._commit_queued(loop)
+        await committed
+
+    def _commit_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        group, self._queued = self._queued, []
+        self._committing = loop.run_in_executor(
+            self._executor, self._commit_group, [(w.sql, w.parameters) for w in group]
+        )
+        self._committing.add_done_callback(lambda done: self._group_done(loop, group, done))
+
+    def _group_done(
+        self, loop: asyncio.AbstractEventLoop, group: list[_Write], done: asyncio.Future[None]
+    ) -> None:
+        self._committing = None
+        error = (
+            LedgerError(f"ledger {self.path}: the write was cancelled")
+            if done.cancelled()
+            else done.exception()
+        )
+        for write in group:
+            if write.committed.done():
+                continue  # its waiter was cancelled; the write landed all the same
+            if error is None:
+                write.committed.set_result(None)
+            else:
+                write.committed.set_exception(error)
+        if self._queued:
+            self._commit_queued(loop)
 
     # -- on the ledger's thread ---------------------------------------------------------------
 
@@ -220,10 +269,18 @@ class SqliteLedger:
         if check != "ok":
             raise LedgerError(f"ledger {path} is corrupt: {check}")
 
-    def _execute(self, sql: str, parameters: tuple[Any, ...]) -> None:
+    def _commit_group(self, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """One transaction for all these writes: every one of them lands, or none does."""
+        connection = self._connect()
         try:
-            self._connect().execute(sql, parameters)
+            connection.execute("BEGIN")
+            for sql, parameters in writes:
+                connection.execute(sql, parameters)
+            connection.execute("COMMIT")
         except sqlite3.Error as error:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the write's error is the one to tell
+                    connection.execute("ROLLBACK")
             raise LedgerError(f"cannot write ledger {self.path}: {error}") from None
 
     def _load_job(

@@ -3,6 +3,7 @@ JobRun resumes from it without resending anything acknowledged (R13)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -57,6 +58,49 @@ async def test_records_survive_closing_and_reopening(tmp_path: Path) -> None:
         record = (await ledger.open_job(JOB_A)).final_event()
         assert record is not None
         assert record.outcome == outcome
+
+
+async def test_concurrent_writes_are_committed_in_groups_and_all_land(tmp_path: Path) -> None:
+    """Writes queued while a group commits share the next transaction; every one is read back,
+    including those still queued when the ledger is closed."""
+    path = tmp_path / "ledger.sqlite3"
+    updates = [ItemUpdate.successful(f"aaaaaaaa-0000-4000-8000-{n:012d}") for n in range(60)]
+    async with SqliteLedger(path) as ledger:
+        job = await ledger.open_job(JOB_A)
+        await asyncio.gather(*(job.record_in_flight([update]) for update in updates[:30]))
+        writes = [asyncio.create_task(job.record_acknowledged([u])) for u in updates]
+        await asyncio.sleep(0)  # the writes are queued, none is committed yet
+    assert all(write.done() and write.exception() is None for write in writes)
+    with sqlite3.connect(path) as connection:
+        (records,) = connection.execute("SELECT count(*) FROM batch_record").fetchone()
+    assert records == 90
+    async with SqliteLedger(path) as ledger:
+        job = await ledger.open_job(JOB_A)
+        assert job.tally().successful == 60
+        assert job.in_flight_at_open() == {}
+
+
+async def test_a_failed_group_raises_ledger_error_to_each_of_its_writers(tmp_path: Path) -> None:
+    """If a group's transaction fails, each write in it raises LedgerError and none lands."""
+    path = tmp_path / "ledger.sqlite3"
+    async with SqliteLedger(path) as ledger:
+        job = await ledger.open_job(JOB_A)
+        await job.record_in_flight([ItemUpdate.successful(ENTRY_1)])
+        with sqlite3.connect(path) as other:  # a second writer takes the write lock
+            other.execute("BEGIN IMMEDIATE")
+            ledger._connection.execute("PRAGMA busy_timeout = 0")  # type: ignore[union-attr]
+            results = await asyncio.gather(
+                job.record_in_flight([ItemUpdate.successful(ENTRY_2)]),
+                job.record_acknowledged([ItemUpdate.successful(ENTRY_1)]),
+                return_exceptions=True,
+            )
+            other.rollback()
+        assert [type(result) for result in results] == [LedgerError, LedgerError]
+        assert "cannot write ledger" in str(results[0])
+    async with SqliteLedger(path) as ledger:
+        job = await ledger.open_job(JOB_A)
+        assert job.acknowledged(ENTRY_1) is None
+        assert set(job.in_flight_at_open()) == {ENTRY_1}
 
 
 async def test_a_superseded_failure_moves_the_tally(tmp_path: Path) -> None:
