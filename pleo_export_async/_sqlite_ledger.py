@@ -138,6 +138,7 @@ class SqliteLedger:
         self._open_lock = asyncio.Lock()
         self._queued: list[_Write] = []  # waiting for the group being committed to finish
         self._committing: asyncio.Future[None] | None = None
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"SqliteLedger({self.path!r})"
@@ -165,7 +166,9 @@ class SqliteLedger:
             return job
 
     async def close(self) -> None:
-        while self._committing is not None:  # the last groups of writes still land
+        """Wait for the writes already asked for to land, refuse new ones, and close the file."""
+        self._closing = True
+        while self._committing is not None:
             await asyncio.wait([self._committing])
         if self._connection is not None:
             await self._run(self._close_connection)
@@ -183,6 +186,8 @@ class SqliteLedger:
 
     async def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
         """Commit this write, in the next group; raises LedgerError if that group fails."""
+        if self._closing:
+            raise LedgerError(f"ledger {self.path} is closed")
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[None] = loop.create_future()
         self._queued.append(_Write(sql, parameters, committed))
@@ -277,11 +282,13 @@ class SqliteLedger:
             for sql, parameters in writes:
                 connection.execute(sql, parameters)
             connection.execute("COMMIT")
-        except sqlite3.Error as error:
+        except BaseException as error:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # the write's error is the one to tell
                     connection.execute("ROLLBACK")
-            raise LedgerError(f"cannot write ledger {self.path}: {error}") from None
+            if isinstance(error, sqlite3.Error):
+                raise LedgerError(f"cannot write ledger {self.path}: {error}") from None
+            raise
 
     def _load_job(
         self, job_id: str

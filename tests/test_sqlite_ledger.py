@@ -80,6 +80,23 @@ async def test_concurrent_writes_are_committed_in_groups_and_all_land(tmp_path: 
         assert job.in_flight_at_open() == {}
 
 
+async def test_a_write_asked_for_while_closing_is_refused_not_left_waiting(
+    tmp_path: Path,
+) -> None:
+    """Once close() has begun, a new write raises LedgerError at once; earlier ones land."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    job = await ledger.open_job(JOB_A)
+    landed = asyncio.create_task(job.record_in_flight([ItemUpdate.successful(ENTRY_1)]))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(ledger.close())
+    await asyncio.sleep(0)
+    with pytest.raises(LedgerError, match="is closed"):
+        await asyncio.wait_for(job.record_acknowledged([ItemUpdate.successful(ENTRY_1)]), 5)
+    await asyncio.wait_for(asyncio.gather(landed, closing), 5)
+    async with SqliteLedger(tmp_path / "ledger.sqlite3") as reopened:
+        assert set((await reopened.open_job(JOB_A)).in_flight_at_open()) == {ENTRY_1}
+
+
 async def test_a_failed_group_raises_ledger_error_to_each_of_its_writers(tmp_path: Path) -> None:
     """If a group's transaction fails, each write in it raises LedgerError and none lands."""
     path = tmp_path / "ledger.sqlite3"
