@@ -632,8 +632,8 @@ class _UpdateCall:
         rejected = {}
         unacknowledged = {}
         for entry_id, entry in tracker.in_call(self._call):
-            if entry.skipped or entry.state is EntryState.ACKNOWLEDGED:
-                continue  # in skipped_in_call or acknowledged_in_call
+            if entry.state is EntryState.ACKNOWLEDGED:
+                continue  # in acknowledged_in_call or skipped_in_call
             if entry.state is EntryState.REJECTED:
                 rejected[entry_id] = Rejection(entry.error_type or "", entry.error_message)
             else:

@@ -192,19 +192,17 @@ class SqliteLedger:
         committed: asyncio.Future[None] = loop.create_future()
         self._queued.append(_Write(sql, parameters, committed))
         if self._committing is None:
-            self._commit_queued(loop)
+            self._commit_queued()
         await committed
 
-    def _commit_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _commit_queued(self) -> None:
         group, self._queued = self._queued, []
-        self._committing = loop.run_in_executor(
+        self._committing = asyncio.get_running_loop().run_in_executor(
             self._executor, self._commit_group, [(w.sql, w.parameters) for w in group]
         )
-        self._committing.add_done_callback(lambda done: self._group_done(loop, group, done))
+        self._committing.add_done_callback(lambda done: self._group_done(group, done))
 
-    def _group_done(
-        self, loop: asyncio.AbstractEventLoop, group: list[_Write], done: asyncio.Future[None]
-    ) -> None:
+    def _group_done(self, group: list[_Write], done: asyncio.Future[None]) -> None:
         self._committing = None
         error = (
             LedgerError(f"ledger {self.path}: the write was cancelled")
@@ -219,7 +217,7 @@ class SqliteLedger:
             else:
                 write.committed.set_exception(error)
         if self._queued:
-            self._commit_queued(loop)
+            self._commit_queued()
 
     # -- on the ledger's thread ---------------------------------------------------------------
 

@@ -46,7 +46,6 @@ class Entry:
     update: ItemUpdate  # what is being sent, or what Pleo acknowledged or rejected
     state: EntryState
     call: int  # the update() call that last offered this ID
-    skipped: bool = False  # that call skipped it: Pleo had already acknowledged it
     attempts: int = 0
     error_type: str | None = None
     error_message: str = ""
@@ -69,9 +68,10 @@ class ItemTracker:
     `acknowledged(entry_id)` looks up the ledger: what Pleo last acknowledged for that ID, from
     this JobRun or any other that shares the ledger (`JobLedger.acknowledged`).
 
-    `entries` holds the IDs still queued, in flight, rejected, unacknowledged, skipped, or
-    acknowledged with a status that is not final; an ID acknowledged `successful` or `failed`
-    leaves it and is listed in `acknowledged_in_call` instead.
+    `entries` holds the IDs still queued, in flight, rejected, unacknowledged, or acknowledged
+    (or skipped as acknowledged) with a status that is not final; an ID acknowledged
+    `successful` or `failed` leaves it, and the call lists it in `acknowledged_in_call` or
+    `skipped_in_call`.
     """
 
     def __init__(
@@ -127,18 +127,16 @@ class ItemTracker:
             if isinstance(acknowledged, ItemStatus) or acknowledged.status in _FINAL:
                 self.entries.pop(entry_id, None)
             elif entry is None:
-                self.entries[entry_id] = Entry(
-                    acknowledged, EntryState.ACKNOWLEDGED, call, skipped=True
-                )
+                self.entries[entry_id] = Entry(acknowledged, EntryState.ACKNOWLEDGED, call)
             else:
-                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED, call, True)
+                self._reset(entry, acknowledged, EntryState.ACKNOWLEDGED, call)
             return Offer.SKIPPED
         if entry is None:
             entry = self.entries[entry_id] = Entry(update, EntryState.QUEUED, call)
         else:
             # A later call supersedes what an earlier call left rejected, unacknowledged, or
             # acknowledged as failed (R4 allows replacing a failed item).
-            self._reset(entry, update, EntryState.QUEUED, call, False)
+            self._reset(entry, update, EntryState.QUEUED, call)
         self._ready.append(entry)
         return Offer.QUEUED
 
@@ -196,17 +194,10 @@ class ItemTracker:
         return ((i, entry) for i, entry in self.entries.items() if entry.call == call)
 
     @staticmethod
-    def _reset(
-        entry: Entry,
-        update: ItemUpdate,
-        state: EntryState,
-        call: int,
-        skipped: bool,
-    ) -> None:
+    def _reset(entry: Entry, update: ItemUpdate, state: EntryState, call: int) -> None:
         entry.update = update
         entry.state = state
         entry.call = call
-        entry.skipped = skipped
         entry.attempts = 0
         entry.error_type = None
         entry.error_message = ""
