@@ -7,8 +7,8 @@ async with PleoExportClient(base_url, auth=ApiKeyAuth(key)) as client:
 """
 
 from ._auth import PRODUCTION_TOKEN_URL, STAGING_TOKEN_URL, ApiKeyAuth, BearerTokenAuth, TokenPair
-from ._classify import ItemErrorKind
 from ._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
+from ._core._classify import ItemErrorKind
 from ._enums import (
     ItemFailureReasonType,
     ItemStatus,

@@ -7,7 +7,7 @@ from types import TracebackType
 
 from . import _codec
 from ._auth import ApiKeyAuth, BearerTokenAuth, Credential, require_safe_url
-from ._classify import ItemErrorClassifier, ItemErrorKind, make_item_error_classifier
+from ._core._classify import ItemErrorClassifier, ItemErrorKind, make_item_error_classifier
 from ._enums import JobStatus
 from ._errors import InvalidInput
 from ._job import JobRun

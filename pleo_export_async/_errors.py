@@ -33,11 +33,13 @@ class InvalidInput(PleoExportError, ValueError):
 class ConflictingUpdates(InvalidInput):
     """One `update()` call holds two different updates for the same accountingEntryId."""
 
-    def __init__(self, accounting_entry_id: str, first: object, second: object) -> None:
+    def __init__(self, accounting_entry_id: str, first: object | None, second: object) -> None:
+        # The first may be known only by its fingerprint, once Pleo has acknowledged it.
+        earlier = "an earlier one" if first is None else repr(first)
         super().__init__(
             "accounting_entry_id",
             accounting_entry_id,
-            f"two different updates in one call: {first!r} and {second!r}",
+            f"two different updates in one call: {earlier} and {second!r}",
         )
 
 

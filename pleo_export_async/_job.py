@@ -7,6 +7,7 @@ ledger records -> decision picks the event -> transport sends it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import (
@@ -18,12 +19,16 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import attrs
 
 from . import _codec
-from ._decision import EventChoice, Tally, choose_final_event
+from ._core._batches import Batch
+from ._core._decision import EventChoice, Tally, choose_final_event
+from ._core._tracker import CallRecord, EntryState, ItemTracker
+from ._core._views import AcknowledgedView, IdSetView
 from ._enums import FINAL_JOB_STATUS_OF_EVENT, JobEvent, JobFailureReasonType, JobStatus
 from ._errors import (
     ConflictingUpdates,
@@ -37,7 +42,6 @@ from ._errors import (
 from ._ledger import JobLedger, Ledger
 from ._models import CursorPage, DataResponse, ExportJob, ExportJobItem, ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
-from ._tracker import Entry, EntryState, ItemTracker
 from ._transport import Response, raise_for_response
 from ._validate import enum_member, optional_text
 
@@ -55,9 +59,9 @@ _EVENTS_PATH = "/v3/export-job-events"
 class JobRun:
     """One export job, as this process reports on it. Get one from `client.job(job_id)`.
 
-    Owns the job's tracker and its ledger handle: `update()` may be called several times (the
-    calls run one after another), `complete()` closes the job once, and returns the same outcome
-    when called again.
+    `update()` may be called several times, `complete()` closes the job once and returns the
+    same outcome when called again. The calls of every JobRun sharing a ledger take turns at
+    the job: one runs at a time, the others wait.
     """
 
     def __init__(
@@ -76,9 +80,6 @@ class JobRun:
         self._job_ledger: JobLedger | None = None
         self._tracker: ItemTracker | None = None
         self._batch_size = client.batch_size
-        self._calls = 0
-        self._update_lock = asyncio.Lock()
-        self._final_lock = asyncio.Lock()
         self._outcome: CompletionOutcome | None = None
         self._finished_detail: str | None = None
         self._items_path = f"/v3/export-jobs/{job_id}/items"
@@ -92,39 +93,39 @@ class JobRun:
         """How the job was closed, once `complete()` or `fail()` has succeeded."""
         return self._outcome
 
-    async def _open(self) -> tuple[JobLedger, ItemTracker]:
-        if self._job_ledger is None or self._tracker is None:
-            job_ledger = await self._ledger.open_job(self.job_id)
+    async def _open(self) -> JobLedger:
+        if self._job_ledger is None:
+            self._job_ledger = await self._ledger.open_job(self.job_id)
+        return self._job_ledger
+
+    def _tracker_for(self, job_ledger: JobLedger) -> ItemTracker:
+        """This run's tracker; only asked for while the job is open."""
+        if self._tracker is None:
             self._tracker = ItemTracker(
-                job_ledger.acknowledged,
+                job_ledger.acknowledgements,
                 self._client.classify_item_error,
                 self._client.retry.max_attempts,
             )
-            self._job_ledger = job_ledger
-            record = job_ledger.final_event()
-            if record is not None and record.outcome is not None:
-                self._outcome = record.outcome
-        return self._job_ledger, self._tracker
+        return self._tracker
 
-    async def _prepare(self) -> tuple[JobLedger, ItemTracker]:
-        """Open the ledger and, the first time, pick up where a crashed process left off (R13).
-
-        Callers hold the update lock, so nothing is in flight while this runs.
-        """
-        job_ledger, tracker = await self._open()
-        if not self._resumed:
-            self._resumed = True
-            record = job_ledger.final_event()
-            if record is not None and record.outcome is None:
-                await self._settle_pending_event(job_ledger, record.request)
-            if (
-                self._reconcile_on_resume
-                and self._outcome is None
-                and self._finished_detail is None
-                and job_ledger.in_flight_at_open()
-            ):
-                await self._reconcile(job_ledger, tracker)
-        return job_ledger, tracker
+    async def _prepare(self, job_ledger: JobLedger) -> None:
+        """Pick up what the ledger knows and, the first time, where a crashed process left off
+        (R13). Callers hold the job's turn, so nothing is in flight while this runs."""
+        record = job_ledger.final_event()
+        if record is not None and record.outcome is not None:
+            self._closed(record.outcome)
+        if self._resumed:
+            return
+        self._resumed = True
+        if record is not None and record.outcome is None:
+            await self._settle_pending_event(job_ledger, record.request)
+        if (
+            self._reconcile_on_resume
+            and self._outcome is None
+            and self._finished_detail is None
+            and job_ledger.in_flight_at_open()
+        ):
+            await self._reconcile(job_ledger)
 
     async def reconcile(self) -> int:
         """Mark as acknowledged the updates Pleo already holds but the ledger has no
@@ -133,11 +134,13 @@ class JobRun:
         Pages through `GET /v3/export-jobs/{jobId}/items` and compares each item's status and
         the fields we sent. Returns how many updates it marked acknowledged.
         """
-        async with self._update_lock:
-            job_ledger, tracker = await self._open()
-            return await self._reconcile(job_ledger, tracker)
+        job_ledger = await self._open()
+        async with job_ledger.turn():
+            self._raise_if_final()
+            return await self._reconcile(job_ledger)
 
-    async def _reconcile(self, job_ledger: JobLedger, tracker: ItemTracker) -> int:
+    async def _reconcile(self, job_ledger: JobLedger) -> int:
+        tracker = self._tracker_for(job_ledger)
         candidates = dict(job_ledger.in_flight_at_open())
         candidates.update(tracker.unacknowledged_updates())
         if not candidates:
@@ -149,8 +152,10 @@ class JobRun:
             and _pleo_holds(item, update)
         ]
         if landed:
-            await job_ledger.record_acknowledged(landed)
-            tracker.mark_acknowledged(landed)
+            body = _codec.encode_item_updates(landed)
+            batch = tracker.record_landed(landed)
+            await job_ledger.record_in_flight(batch, body)
+            await job_ledger.record_acknowledged(batch)
         logger.info(
             "reconciled %d of %d unconfirmed updates with Pleo",
             len(landed),
@@ -166,7 +171,7 @@ class JobRun:
         the call was cancelled): if the job is in its status, it landed. Returns the status."""
         status = await self._job_status()
         if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
-            counts = tally if tally is not None else job_ledger.tally()
+            counts = tally if tally is not None else job_ledger.acknowledgements.tally()
             await self._delivered(job_ledger, _outcome(self.job_id, request, counts, True))
         elif status in _FINAL_STATUSES:
             self._mark_finished(f"it is already {status}")
@@ -177,6 +182,11 @@ class JobRun:
             raise JobFinished(self.job_id, f"the {self._outcome.event.value} event was sent")
         if self._finished_detail is not None:
             raise JobFinished(self.job_id, self._finished_detail)
+
+    def _closed(self, outcome: CompletionOutcome) -> None:
+        """The final event is delivered: keep the outcome, let the per-item state go."""
+        self._outcome = outcome
+        self._tracker = None
 
     # -- item updates -------------------------------------------------------------------------
 
@@ -191,18 +201,20 @@ class JobRun:
         Input is pulled lazily, so a generator of a million updates is fine. A list or tuple is
         checked whole before the first request; a stream is checked as it is read, and a bad or
         conflicting element stops the call after the batches in flight are settled. On an error
-        the exception carries the report of what was settled in its `report` attribute.
+        the exception carries the report of what was settled in its `report` attribute; so does
+        an exception raised by the input itself, which is raised as it is.
         """
         self._raise_if_final()
         if isinstance(updates, Collection):
             _check_collection(updates)
         elif not isinstance(updates, Iterable | AsyncIterable):
             raise InvalidInput("updates", updates, "must be an iterable of ItemUpdate")
-        async with self._update_lock:
-            job_ledger, tracker = await self._prepare()
+        job_ledger = await self._open()
+        async with job_ledger.turn():
+            await self._prepare(job_ledger)
             self._raise_if_final()
-            self._calls += 1
-            call = _UpdateCall(self, job_ledger, tracker, self._calls, updates, on_progress)
+            tracker = self._tracker_for(job_ledger)
+            call = _UpdateCall(self, job_ledger, tracker, updates, on_progress)
             return await call.run()
 
     def _mark_finished(self, detail: str) -> None:
@@ -232,11 +244,13 @@ class JobRun:
             else enum_member("failure_reason_type", failure_reason_type, JobFailureReasonType)
         )
         optional_text("failure_reason", failure_reason)
-        async with self._final_lock, self._update_lock:
-            job_ledger, tracker = await self._prepare()
+        job_ledger = await self._open()
+        async with job_ledger.turn():
+            await self._prepare(job_ledger)
             if self._outcome is not None:
                 return self._outcome
             self._raise_if_final()
+            tracker = self._tracker_for(job_ledger)
             unsettled = tracker.unsettled()
             if unsettled:
                 raise IncompleteJob(self.job_id, unsettled)
@@ -266,23 +280,26 @@ class JobRun:
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", reason, "a failed job needs a reason for the bookkeeper")
         job_reason_type = enum_member("reason_type", reason_type, JobFailureReasonType)
-        async with self._final_lock, self._update_lock:
-            job_ledger, tracker = await self._prepare()
+        job_ledger = await self._open()
+        async with job_ledger.turn():
+            await self._prepare(job_ledger)
             if self._outcome is not None:
                 return self._outcome
             self._raise_if_final()
+            tracker = self._tracker_for(job_ledger)
             choice = EventChoice(JobEvent.FAILED, reason, job_reason_type)
             return await self._send_final_event(
                 job_ledger, choice, self._tally(job_ledger, tracker)
             )
 
     def _tally(self, job_ledger: JobLedger, tracker: ItemTracker) -> Tally:
-        acknowledged = job_ledger.tally()
+        acknowledgements = job_ledger.acknowledgements
+        acknowledged = acknowledgements.tally()
         failure_types = Counter(acknowledged.failure_types)
         rejected = 0
-        for entry in tracker.rejected():
+        for entry_id, _ in tracker.rejected():
             # An item rejected now but acknowledged earlier is in whatever state Pleo acknowledged.
-            if job_ledger.acknowledged(entry.update.accounting_entry_id) is None:
+            if acknowledgements.acknowledged(entry_id) is None:
                 rejected += 1
                 failure_types["validation_failure"] += 1
         return attrs.evolve(acknowledged, rejected=rejected, failure_types=dict(failure_types))
@@ -327,7 +344,7 @@ class JobRun:
         self, job_ledger: JobLedger, outcome: CompletionOutcome
     ) -> CompletionOutcome:
         await job_ledger.record_event_delivered(outcome)
-        self._outcome = outcome
+        self._closed(outcome)
         logger.info(
             "export job closed with %s%s",
             outcome.event.value,
@@ -429,8 +446,17 @@ def _pleo_holds(item: ExportJobItem, update: ItemUpdate) -> bool:
     )
 
 
+_entry_id_of = attrgetter("accounting_entry_id")
+
+
 def _check_collection(updates: Collection[object]) -> None:
     """Whole-input checks for an in-memory collection, before any request (R1, R14)."""
+    try:
+        distinct = len({_entry_id_of(u) for u in updates if type(u) is ItemUpdate})
+    except TypeError:
+        distinct = -1
+    if distinct == len(updates):
+        return  # every element an ItemUpdate, and no ID twice: nothing to look at closer
     seen: dict[str, ItemUpdate] = {}
     for index, update in enumerate(updates):
         if not isinstance(update, ItemUpdate):
@@ -442,22 +468,21 @@ def _check_collection(updates: Collection[object]) -> None:
 
 
 class _UpdateCall:
-    """One `update()` call: a fixed set of workers pulling batches from the tracker (R2)."""
+    """One `update()` call: a fixed set of workers, each planning a batch, sending it and
+    settling it in turn (R2)."""
 
     def __init__(
         self,
         run: JobRun,
         job_ledger: JobLedger,
         tracker: ItemTracker,
-        call: int,
         updates: Iterable[ItemUpdate] | AsyncIterable[ItemUpdate],
         on_progress: ProgressCallback | None,
     ) -> None:
         self._run = run
         self._job_ledger = job_ledger
         self._tracker = tracker
-        self._call = call
-        tracker.begin_call(call)
+        self._call: CallRecord = tracker.begin_call()
         self._on_progress = on_progress
         self._sync_source: Iterator[ItemUpdate] | None = None
         self._async_source: AsyncIterator[ItemUpdate] | None = None
@@ -467,7 +492,7 @@ class _UpdateCall:
             self._sync_source = iter(updates)
         self._exhausted = False
         self._pull_lock = asyncio.Lock()
-        self._stop: PleoExportError | None = None
+        self._stop: BaseException | None = None
         self._requests = 0
         self._retries = 0
         self._causes: Counter[str] = Counter()
@@ -488,42 +513,57 @@ class _UpdateCall:
             )
         report = self._report()
         if self._stop is not None:
-            self._stop.report = report
-            raise self._stop from None
+            _attach_report(self._stop, report)
+            raise self._stop
         return report
 
-    def _stop_with(self, error: PleoExportError) -> None:
+    def _stop_with(self, error: BaseException) -> None:
         if self._stop is None:
             self._stop = error
 
-    async def _next_batch(self) -> list[Entry]:
+    async def _next_batch(self) -> Batch | None:
+        """The next batch to send: leftovers first, topped up from the input; None when done."""
         tracker = self._tracker
         size = self._run._batch_size
         if self._async_source is None:
             assert self._sync_source is not None
-            if not self._exhausted:  # no await inside: atomic on the event loop
-                self._exhausted = not tracker.offer_from(self._sync_source, self._call, size)
-            return tracker.take_batch(size)
-        async with self._pull_lock:
-            while not self._exhausted and tracker.ready < size:
+            batch = tracker.plan(size)  # no await until it is sent: atomic on the event loop
+            if not self._exhausted:
                 try:
-                    update = await anext(self._async_source)
-                except StopAsyncIteration:
+                    self._exhausted = not tracker.fill(batch, self._sync_source, size)
+                except BaseException:
                     self._exhausted = True
-                    break
-                tracker.offer_pulled(update, self._call)
-            return tracker.take_batch(size)
+                    tracker.give_up(batch, "not sent: the update call stopped")
+                    raise
+            return batch if batch.updates else None
+        async with self._pull_lock:
+            batch = tracker.plan(size)
+            assert batch.updates is not None
+            try:
+                while not self._exhausted and len(batch.updates) < size:
+                    try:
+                        update = await anext(self._async_source)
+                    except StopAsyncIteration:
+                        self._exhausted = True
+                        break
+                    tracker.offer_pulled(batch, update)
+            except BaseException:
+                self._exhausted = True
+                tracker.give_up(batch, "not sent: the update call stopped")
+                raise
+            return batch if batch.updates else None
 
     async def _worker(self) -> None:
         tracker = self._tracker
         while self._stop is None:
             try:
                 batch = await self._next_batch()
-            except PleoExportError as error:
-                self._exhausted = True
+            except Exception as error:
+                # A bad or conflicting update, or the input itself failed (e.g. the ERP
+                # connection dropped): stop pulling; the other workers settle theirs.
                 self._stop_with(error)
                 return
-            if not batch:
+            if batch is None:
                 return
             try:
                 await self._send(batch)
@@ -532,33 +572,37 @@ class _UpdateCall:
                 tracker.give_up(batch, str(error))
                 self._stop_with(error)
                 return
-            except BaseException:
+            except asyncio.CancelledError:
                 tracker.give_up(batch, "cancelled while in flight")
                 raise
+            except BaseException as error:
+                tracker.give_up(batch, f"stopped by {type(error).__name__}")
+                raise
 
-    async def _send(self, batch: list[Entry]) -> None:
+    async def _send(self, batch: Batch) -> None:
         run, tracker = self._run, self._tracker
-        updates = [entry.update for entry in batch]
-        await self._job_ledger.record_in_flight(updates)
-        body = _codec.encode_item_updates(updates)
-        extra = {"job_id": run.job_id, "batch_size": len(batch)}
+        tracker.mark_sent(batch)
+        assert batch.updates is not None
+        body = _codec.encode_item_updates(batch.updates)
+        await self._job_ledger.record_in_flight(batch, body)
+        extra = {"job_id": run.job_id, "batch_size": len(batch.ids)}
         try:
             response = await run._client.transport.request(
                 "PUT", run._items_path, body=body, log_extra=extra
             )
         except TransportError as error:
-            self._count(error.attempts, {})
+            self._count(error.attempts, None)
             raise  # the worker gives the batch up and stops the call, as for any PleoExportError
         self._count(response.attempts, response.retry_causes)
         if response.status == 200:
             await self._settle(batch, response)
         elif response.status == 413:
             # Pleo's limit is lower than our batch size: halve it, send these again (R8).
-            run._batch_size = max(1, len(batch) // 2)
+            run._batch_size = max(1, len(batch.ids) // 2)
             tracker.send_again_later(batch)
             logger.warning(
                 "PUT items: 413 for %d items; batches are now at most %d",
-                len(batch),
+                len(batch.ids),
                 run._batch_size,
                 extra={**extra, "status": 413},
             )
@@ -566,35 +610,41 @@ class _UpdateCall:
             tracker.give_up(batch, f"HTTP {response.status}")
             self._stop_with(self._error_for(response))
 
-    async def _settle(self, batch: list[Entry], response: Response) -> None:
-        tracker = self._tracker
+    async def _settle(self, batch: Batch, response: Response) -> None:
+        tracker, job_id = self._tracker, self._run.job_id
         try:
-            acknowledged_ids, errors = _codec.read_item_update_response(response.body)
+            answer = _codec.read_item_update_response(response.body, job_id)
         except ValueError:
             # Unreadable 200 body: nothing is known to be acknowledged, so it all goes again.
-            logger.warning("PUT items: unreadable 200 response", extra={"job_id": self._run.job_id})
-            acknowledged_ids, errors = [], []
-        outcome = tracker.reconcile(batch, acknowledged_ids, errors)
+            logger.warning("PUT items: unreadable 200 response", extra={"job_id": job_id})
+            answer = _codec.ItemUpdateAnswer([], [], 0)
+        if answer.other_jobs:
+            logger.warning(
+                "PUT items: response lists %d item(s) of another job; ignored",
+                answer.other_jobs,
+                extra={"job_id": job_id},
+            )
+        outcome = tracker.reconcile(batch, answer.acknowledged_ids, answer.errors)
         if outcome.acknowledged:
-            await self._job_ledger.record_acknowledged(outcome.acknowledged)
+            await self._job_ledger.record_acknowledged(batch)
         if outcome.unexpected_ids:
             logger.warning(
                 "PUT items: response names %d ID(s) that were not in the request; ignored: %s",
                 len(outcome.unexpected_ids),
                 ", ".join(outcome.unexpected_ids[:5]),
-                extra={"job_id": self._run.job_id},
+                extra={"job_id": job_id},
             )
-        self._acknowledged += len(outcome.acknowledged)
+        self._acknowledged += outcome.acknowledged
         self._rejected += len(outcome.rejected)
         self._items_resent += outcome.requeued
         self._given_up += outcome.given_up
         if self._on_progress is not None:
             self._report_progress(
                 Progress(
-                    job_id=self._run.job_id,
+                    job_id=job_id,
                     acknowledged=self._acknowledged,
                     rejected=self._rejected,
-                    skipped=len(tracker.skipped_in_call),
+                    skipped=len(self._call.skipped),
                     unacknowledged=self._given_up,
                     in_flight=tracker.in_flight,
                     requests=self._requests,
@@ -622,30 +672,39 @@ class _UpdateCall:
             return error
         raise AssertionError(f"no error for HTTP {response.status}")
 
-    def _count(self, attempts: int, causes: Mapping[str, int]) -> None:
+    def _count(self, attempts: int, causes: Mapping[str, int] | None) -> None:
         self._requests += attempts
-        self._retries += attempts - 1
-        self._causes.update(causes)
+        if attempts > 1:
+            self._retries += attempts - 1
+        if causes:
+            self._causes.update(causes)
 
     def _report(self) -> UpdateReport:
-        tracker = self._tracker
-        rejected = {}
-        unacknowledged = {}
-        for entry_id, entry in tracker.in_call(self._call):
+        call = self._call
+        rejected: dict[str, Rejection] = {}
+        unacknowledged: dict[str, str] = {}
+        for entry_id, entry in self._tracker.entries_of(call):
             if entry.state is EntryState.ACKNOWLEDGED:
-                continue  # in acknowledged_in_call or skipped_in_call
+                continue  # acknowledged with a status that is not final, or skipped as such
             if entry.state is EntryState.REJECTED:
                 rejected[entry_id] = Rejection(entry.error_type or "", entry.error_message)
             else:
                 unacknowledged[entry_id] = entry.error_message or entry.state.value
         return UpdateReport(
             job_id=self._run.job_id,
-            acknowledged=tracker.acknowledged_in_call,
+            acknowledged=AcknowledgedView(call.batches, call.acknowledged),
             rejected=rejected,
-            skipped=frozenset(tracker.skipped_in_call),
+            skipped=IdSetView(call.skipped),
             unacknowledged=unacknowledged,
             requests=self._requests,
             retries=self._retries,
             retries_by_cause=dict(self._causes),
             items_resent=self._items_resent,
         )
+
+
+def _attach_report(error: BaseException, report: UpdateReport) -> None:
+    """Hand the call's report to the caller on the exception that stopped it."""
+    # An exception type that takes no attributes goes up as it is.
+    with contextlib.suppress(AttributeError):
+        error.report = report  # type: ignore[attr-defined]

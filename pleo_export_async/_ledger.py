@@ -1,30 +1,35 @@
 """Where a job's acknowledgements and its final event are remembered (layer 4).
 
 A `Ledger` hands out one `JobLedger` per job ID; every JobRun that shares a ledger shares that
-object, so an update one of them got acknowledged is never sent again by another (rule R4).
+object, so an update one of them got acknowledged is never sent again by another (rule R4), and
+they take turns at the job (`turn()`), so one of them at a time sends anything for it.
 
-Implementing a ledger (e.g. on PostgreSQL or Redis) means implementing these two protocols:
+Implementing a ledger (e.g. on PostgreSQL or Redis) means implementing these two protocols. The
+in-memory state is the core's `Acknowledgements` (one entry per ID): the tracker reads and updates
+it on the hot path, synchronously. A ledger's job is to make it durable and to read it back:
 
-* Lookups (`acknowledged`, `tally`, `final_event`, `in_flight_at_open`) are synchronous
-  and called on the hot path, once per item: serve them from memory, loaded in `open_job`.
-* Writes are awaited, and the library waits for each before it relies on it: an acknowledgement
-  is recorded before the next batch of the job is planned, the intent to send the final event
-  before it is sent, its result after.
-* `record_in_flight` is called before each batch is sent; a durable ledger keeps those IDs until
-  they are acknowledged, so that a process started after a crash knows which updates may have
-  landed without their acknowledgement being recorded.
+* `record_in_flight(batch, body)` is awaited before the batch is sent, with the PUT body as it
+  will be sent; a durable ledger keeps it, so that a process started after a crash knows which
+  updates may have landed without their acknowledgement being recorded (`in_flight_at_open`).
+* `record_acknowledged(batch)` is awaited once Pleo's answer has settled the batch (it says
+  which of its IDs were acknowledged).
+* `record_event_intent` is awaited before the final event is sent, `record_event_delivered`
+  after; once it is delivered the job's per-ID state may go (`Acknowledgements.forget`).
+
+Writes go per batch, never per item.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._decision import Tally
-from ._enums import ItemStatus
+from ._core._acknowledgements import Acknowledgements
+from ._core._batches import Batch
 from ._models import ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome
 
@@ -44,14 +49,13 @@ class JobLedger(Protocol):
     @property
     def job_id(self) -> str: ...
 
-    def acknowledged(self, entry_id: str) -> ItemStatus | ItemUpdate | None:
-        """What Pleo last acknowledged for this accountingEntryId: None if nothing, else the
-        update; for a `successful` one it may be just `ItemStatus.SUCCESSFUL`, since a
-        successful item is terminal (R4) and its fields no longer decide anything."""
+    @property
+    def acknowledgements(self) -> Acknowledgements:
+        """The job's acknowledgement record in memory, read and updated by the tracker."""
         ...
 
-    def tally(self) -> Tally:
-        """Counts of acknowledged items by final status, with the failed items' failure types."""
+    def turn(self) -> AbstractAsyncContextManager[object]:
+        """Held by a JobRun while it works the job; the other JobRuns of the ledger wait."""
         ...
 
     def final_event(self) -> FinalEventRecord | None: ...
@@ -61,9 +65,9 @@ class JobLedger(Protocol):
         may have left them committed at Pleo without their acknowledgement recorded."""
         ...
 
-    async def record_in_flight(self, updates: Sequence[ItemUpdate]) -> None: ...
+    async def record_in_flight(self, batch: Batch, body: bytes) -> None: ...
 
-    async def record_acknowledged(self, updates: Sequence[ItemUpdate]) -> None: ...
+    async def record_acknowledged(self, batch: Batch) -> None: ...
 
     async def record_event_intent(self, request: JobEventRequest) -> None: ...
 
@@ -80,32 +84,28 @@ class Ledger(Protocol):
 
 
 class MemoryJobLedger:
-    """One job's acknowledgements, in memory.
-
-    A successful acknowledgement is kept as `ItemStatus.SUCCESSFUL` alone, not as its update:
-    that is all R4 needs, and a million of them then cost one dict, not a million objects.
-    """
+    """One job's records, in memory only: nothing outlives the process, so in-flight batches
+    need no record and there is no crash to recover from."""
 
     def __init__(self, job_id: str) -> None:
         self._job_id = job_id
-        self._acknowledged: dict[str, ItemStatus | ItemUpdate] = {}
-        self._status_counts: Counter[ItemStatus] = Counter()
-        self._failure_types: Counter[str] = Counter()
+        self._acknowledgements = Acknowledgements()
         self._final_event: FinalEventRecord | None = None
+        self._turn = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._job_id!r}, {self._acknowledgements!r})"
 
     @property
     def job_id(self) -> str:
         return self._job_id
 
-    def acknowledged(self, entry_id: str) -> ItemStatus | ItemUpdate | None:
-        return self._acknowledged.get(entry_id)
+    @property
+    def acknowledgements(self) -> Acknowledgements:
+        return self._acknowledgements
 
-    def tally(self) -> Tally:
-        return Tally(
-            successful=self._status_counts[ItemStatus.SUCCESSFUL],
-            failed=self._status_counts[ItemStatus.FAILED],
-            failure_types=dict(self._failure_types),
-        )
+    def turn(self) -> asyncio.Lock:
+        return self._turn
 
     def final_event(self) -> FinalEventRecord | None:
         return self._final_event
@@ -113,59 +113,30 @@ class MemoryJobLedger:
     def in_flight_at_open(self) -> Mapping[str, ItemUpdate]:
         return {}
 
-    async def record_in_flight(self, updates: Sequence[ItemUpdate]) -> None:
-        # Nothing outlives the process, so there is no crash to recover from.
+    async def record_in_flight(self, batch: Batch, body: bytes) -> None:
         return
 
-    async def record_acknowledged(self, updates: Sequence[ItemUpdate]) -> None:
-        self._remember_acknowledged(updates)
-
-    def _remember_acknowledged(self, updates: Sequence[ItemUpdate]) -> None:
-        acknowledged = self._acknowledged
-        counts = self._status_counts
-        failure_types = self._failure_types
-        successful = 0
-        for update in updates:
-            entry_id = update.accounting_entry_id
-            previous = acknowledged.get(entry_id)
-            if previous is not None:
-                if previous is _SUCCESSFUL:
-                    counts[_SUCCESSFUL] -= 1
-                else:
-                    assert isinstance(previous, ItemUpdate)
-                    counts[previous.status] -= 1
-                    if previous.failure_reason_type is not None:
-                        failure_types[previous.failure_reason_type.value] -= 1
-            if update.status is _SUCCESSFUL:
-                acknowledged[entry_id] = _SUCCESSFUL
-                successful += 1
-                continue
-            acknowledged[entry_id] = update
-            counts[update.status] += 1
-            if update.failure_reason_type is not None:
-                failure_types[update.failure_reason_type.value] += 1
-        counts[_SUCCESSFUL] += successful
-        failure_types += Counter()  # drop the types whose count fell to zero
+    async def record_acknowledged(self, batch: Batch) -> None:
+        return
 
     async def record_event_intent(self, request: JobEventRequest) -> None:
         self._final_event = FinalEventRecord(request)
 
     async def record_event_delivered(self, outcome: CompletionOutcome) -> None:
         self._final_event = self._delivered_record(outcome)
+        self._acknowledgements.forget()
 
     def _delivered_record(self, outcome: CompletionOutcome) -> FinalEventRecord:
         assert self._final_event is not None, "the intent is recorded before the event is sent"
         return attrs.evolve(self._final_event, outcome=outcome)
 
 
-_SUCCESSFUL = ItemStatus.SUCCESSFUL
-
-
 class MemoryLedger:
     """The default ledger: acknowledgements live as long as this object (and the process).
 
     Share one instance between JobRuns (`client.job(job_id, ledger=ledger)`) so none of them
-    resends what another got acknowledged. Use `SqliteLedger` to survive a crash.
+    resends what another got acknowledged. Use `SqliteLedger` to survive a crash. Once a job's
+    final event is delivered, only its outcome and counts are kept.
     """
 
     def __init__(self) -> None:

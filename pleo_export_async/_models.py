@@ -28,8 +28,35 @@ _ABANDONED = ItemStatus.ABANDONED
 _FAILED = ItemStatus.FAILED
 
 
+class _ItemUpdateFields:
+    """Where an ItemUpdate keeps its fields.
+
+    The frozen class refuses attribute stores, even in its own constructor (attrs goes through
+    `object.__setattr__`, once per field). Its unfrozen twin below has the same layout, so the
+    common case is built with plain stores and then given the frozen class: a third of the cost,
+    on the one call every item makes.
+    """
+
+    __slots__ = (
+        "accounting_entry_id",
+        "exported_at",
+        "external_id",
+        "external_url",
+        "failure_reason",
+        "failure_reason_type",
+        "status",
+    )
+    accounting_entry_id: str
+    status: ItemStatus
+    exported_at: datetime | None
+    external_id: str | None
+    external_url: str | None
+    failure_reason: str | None
+    failure_reason_type: ItemFailureReasonType | None
+
+
 @attrs.frozen(slots=True)
-class ItemUpdate:
+class ItemUpdate(_ItemUpdateFields):
     """One item's outcome, as sent in `PUT /v3/export-jobs/{jobId}/items` (UpdateExportJobItemV3).
 
     Build it with `ItemUpdate.successful(...)` or `ItemUpdate.failed(...)`. Every field is
@@ -102,17 +129,18 @@ class ItemUpdate:
             and (external_id is None or type(external_id) is str)
             and (external_url is None or type(external_url) is str)
         ):
-            # What nearly every connector passes, already valid: skip the generated __init__
-            # and its post-init checks, which cost twice as much (one call per item).
-            update = _new_object(cls)
-            _set_entry_id(update, accounting_entry_id)
-            _set_status(update, _SUCCESSFUL)
-            _set_exported_at(update, None)
-            _set_external_id(update, external_id)
-            _set_external_url(update, external_url)
-            _set_failure_reason(update, None)
-            _set_failure_reason_type(update, None)
-            return update
+            # What nearly every connector passes, already valid: built without the generated
+            # __init__ and its post-init checks (see _ItemUpdateFields).
+            update = _UnfrozenItemUpdate()
+            update.accounting_entry_id = accounting_entry_id
+            update.status = _SUCCESSFUL
+            update.exported_at = None
+            update.external_id = external_id
+            update.external_url = external_url
+            update.failure_reason = None
+            update.failure_reason_type = None
+            update.__class__ = cls  # type: ignore[assignment]
+            return update  # type: ignore[return-value]
         return cls(
             accounting_entry_id,
             ItemStatus.SUCCESSFUL,
@@ -167,15 +195,14 @@ def _lower_case_id(value: object, _: object) -> str:
     return str(value).lower()
 
 
-_new_object = object.__new__
-# The slots' own setters: a frozen class's __setattr__ refuses every assignment.
-_set_entry_id = ItemUpdate.__dict__["accounting_entry_id"].__set__
-_set_status = ItemUpdate.__dict__["status"].__set__
-_set_exported_at = ItemUpdate.__dict__["exported_at"].__set__
-_set_external_id = ItemUpdate.__dict__["external_id"].__set__
-_set_external_url = ItemUpdate.__dict__["external_url"].__set__
-_set_failure_reason = ItemUpdate.__dict__["failure_reason"].__set__
-_set_failure_reason_type = ItemUpdate.__dict__["failure_reason_type"].__set__
+class _UnfrozenItemUpdate(_ItemUpdateFields):
+    """ItemUpdate's unfrozen twin: the same slots, so an instance can be given the frozen class."""
+
+    __slots__ = ("__weakref__",)
+
+
+if _UnfrozenItemUpdate.__slots__ != ItemUpdate.__dict__["__slots__"]:  # pragma: no cover
+    raise ImportError("ItemUpdate's layout changed: update _UnfrozenItemUpdate to match it")
 _SUCCESSFUL = ItemStatus.SUCCESSFUL
 
 

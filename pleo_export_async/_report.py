@@ -3,7 +3,7 @@ and the progress snapshots handed to a progress callback. Frozen values, no beha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 import attrs
 
@@ -22,6 +22,10 @@ class Rejection:
 class UpdateReport:
     """The result of one `JobRun.update()` call, keyed by accountingEntryId.
 
+    What a report shows never changes after `update()` returns. `acknowledged` and `skipped`
+    are read-only views over what the job already holds: holding a report of a million items
+    costs next to nothing, `len()` is free, and looking an ID up builds the mapping once.
+
     * `acknowledged`: Pleo acknowledged the update in this call (the value is the status sent).
     * `rejected`: Pleo refused it with a permanent per-item error.
     * `skipped`: not sent, because Pleo had already acknowledged it (in this run, an earlier
@@ -33,7 +37,7 @@ class UpdateReport:
     job_id: str
     acknowledged: Mapping[str, ItemStatus]
     rejected: Mapping[str, Rejection]
-    skipped: frozenset[str]
+    skipped: Set[str]
     unacknowledged: Mapping[str, str]
     requests: int  # PUT requests sent, retries included
     retries: int  # requests sent again after a transient failure

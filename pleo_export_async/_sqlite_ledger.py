@@ -1,10 +1,11 @@
 """SqliteLedger: a job's acknowledgements and final event in a file, to resume after a crash (R13).
 
-The file is an append-only record of batches: an `in_flight` record of the updates in a batch is
-committed before the batch is sent, an `acknowledged` record of what Pleo acknowledged as soon as
-its response is read. Opening a job replays its records in order: what was acknowledged is never
-sent again, and what was in flight but never acknowledged is what a crash may have left
-committed at Pleo without our knowing (`in_flight_at_open`).
+The file holds one row per batch. The row is committed before the batch is sent, holding the PUT
+body as sent (the IDs and every field that reconciliation compares); once Pleo's answer is read,
+the same row records which of its IDs were acknowledged. Opening a job replays its rows in order:
+what was acknowledged is never sent again, and what was sent but never acknowledged is what a
+crash may have left committed at Pleo without our knowing (`in_flight_at_open`). Once the job's
+final event is delivered, its rows go and only the event and its outcome stay.
 
 sqlite3 runs on one thread of the ledger's own, so the event loop never waits on the disk. WAL
 journaling with synchronous=NORMAL makes every commit survive the process being killed; a power
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ import attrs
 import cattrs
 
 from . import _codec
+from ._core._batches import Batch, read_back
 from ._errors import LedgerError, UnexpectedResponse
 from ._ledger import FinalEventRecord, MemoryJobLedger
 from ._models import ItemUpdate, JobEventRequest
@@ -37,31 +39,48 @@ from ._report import CompletionOutcome
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: `PRAGMA application_id`: marks the file as a pleo_export_async ledger ("PLEO").
 APPLICATION_ID = 0x504C454F
 
 _SCHEMA = """
-CREATE TABLE batch_record (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE batch (
+    id INTEGER PRIMARY KEY,
     job_id TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('in_flight', 'acknowledged')),
     updates BLOB NOT NULL
 );
-CREATE INDEX batch_record_by_job ON batch_record (job_id, seq);
+CREATE INDEX batch_by_job ON batch (job_id, id);
+CREATE TABLE acknowledgement (
+    batch_id INTEGER PRIMARY KEY,
+    acknowledged TEXT NOT NULL
+);
 CREATE TABLE final_event (
     job_id TEXT PRIMARY KEY,
     request BLOB NOT NULL,
     outcome BLOB
 );
 """
+#: `acknowledgement.acknowledged` when Pleo acknowledged every ID of the batch; otherwise a JSON
+#: array of the IDs it acknowledged. A batch without a row was never answered. The row is apart
+#: from the batch's so that recording it writes a few bytes, not the batch's updates again.
+_EVERY_ID = "*"
+
+Statement = tuple[str, tuple[Any, ...]]
 
 
 @attrs.frozen
 class _Write:
-    sql: str
-    parameters: tuple[Any, ...]
+    statements: Sequence[Statement]
     committed: asyncio.Future[None]
+
+
+@attrs.frozen
+class _JobRecords:
+    """A job as read back from the file."""
+
+    batches: list[Batch]
+    in_flight: dict[str, ItemUpdate]
+    final_event: FinalEventRecord | None
 
 
 class SqliteJobLedger(MemoryJobLedger):
@@ -72,51 +91,67 @@ class SqliteJobLedger(MemoryJobLedger):
         self._ledger = ledger
         self._in_flight_at_open: dict[str, ItemUpdate] = {}
 
-    def _replay(
-        self,
-        records: Sequence[tuple[str, list[ItemUpdate]]],
-        final_event: FinalEventRecord | None,
-    ) -> None:
-        in_flight: dict[str, ItemUpdate] = {}
-        for kind, updates in records:
-            if kind == "in_flight":
-                for update in updates:
-                    in_flight[update.accounting_entry_id] = update
-            else:
-                self._remember_acknowledged(updates)
-                for update in updates:
-                    if in_flight.get(update.accounting_entry_id) == update:
-                        del in_flight[update.accounting_entry_id]
-        self._in_flight_at_open = in_flight
-        self._final_event = final_event
+    def _replay(self, records: _JobRecords) -> None:
+        restore = self.acknowledgements.restore
+        for batch in records.batches:
+            restore(batch)
+        self._in_flight_at_open = records.in_flight
+        self._final_event = records.final_event
+        if records.final_event is not None and records.final_event.outcome is not None:
+            self.acknowledgements.forget()
 
     def in_flight_at_open(self) -> Mapping[str, ItemUpdate]:
         return self._in_flight_at_open
 
-    async def record_in_flight(self, updates: Sequence[ItemUpdate]) -> None:
-        await self._ledger._write_batch(self.job_id, "in_flight", updates)
+    async def record_in_flight(self, batch: Batch, body: bytes) -> None:
+        key = batch.durable_key = self._ledger._new_key()
+        await self._ledger._write(
+            ("INSERT INTO batch (id, job_id, updates) VALUES (?, ?, ?)", (key, self.job_id, body))
+        )
 
-    async def record_acknowledged(self, updates: Sequence[ItemUpdate]) -> None:
-        await self._ledger._write_batch(self.job_id, "acknowledged", updates)
-        self._remember_acknowledged(updates)
-        for update in updates:
-            if self._in_flight_at_open.get(update.accounting_entry_id) == update:
-                del self._in_flight_at_open[update.accounting_entry_id]
+    async def record_acknowledged(self, batch: Batch) -> None:
+        assert batch.durable_key is not None, "a batch is recorded in flight before its answer"
+        acknowledged = (
+            _EVERY_ID
+            if batch.acknowledged_all
+            else _codec.dumps(sorted(batch.acknowledged_some)).decode()
+        )
+        await self._ledger._write(
+            (
+                "INSERT INTO acknowledgement (batch_id, acknowledged) VALUES (?, ?)",
+                (batch.durable_key, acknowledged),
+            )
+        )
+        if self._in_flight_at_open:
+            for entry_id in batch.acknowledged_ids():
+                self._in_flight_at_open.pop(entry_id, None)
 
     async def record_event_intent(self, request: JobEventRequest) -> None:
         await self._ledger._write(
-            "INSERT OR REPLACE INTO final_event (job_id, request, outcome) VALUES (?, ?, NULL)",
-            (self.job_id, _codec.encode(request)),
+            (
+                "INSERT OR REPLACE INTO final_event (job_id, request, outcome) VALUES (?, ?, NULL)",
+                (self.job_id, _codec.encode(request)),
+            )
         )
         await super().record_event_intent(request)
 
     async def record_event_delivered(self, outcome: CompletionOutcome) -> None:
         record = self._delivered_record(outcome)
         await self._ledger._write(
-            "UPDATE final_event SET outcome = ? WHERE job_id = ?",
-            (_codec.encode(outcome), self.job_id),
+            (
+                "UPDATE final_event SET outcome = ? WHERE job_id = ?",
+                (_codec.encode(outcome), self.job_id),
+            ),
+            (
+                "DELETE FROM acknowledgement"
+                " WHERE batch_id IN (SELECT id FROM batch WHERE job_id = ?)",
+                (self.job_id,),
+            ),
+            ("DELETE FROM batch WHERE job_id = ?", (self.job_id,)),
         )
         self._final_event = record
+        self._in_flight_at_open = {}
+        self.acknowledgements.forget()
 
 
 class SqliteLedger:
@@ -139,6 +174,7 @@ class SqliteLedger:
         self._queued: list[_Write] = []  # waiting for the group being committed to finish
         self._committing: asyncio.Future[None] | None = None
         self._closing = False
+        self._last_key = 0  # of the batch rows: set when the file is opened, then counted up
 
     def __repr__(self) -> str:
         return f"SqliteLedger({self.path!r})"
@@ -160,8 +196,7 @@ class SqliteLedger:
             job = self._jobs.get(job_id)
             if job is None:
                 job = SqliteJobLedger(self, job_id)
-                records, final_event = await self._run(self._load_job, job_id)
-                job._replay(records, final_event)
+                job._replay(await self._run(self._load_job, job_id))
                 self._jobs[job_id] = job
             return job
 
@@ -178,19 +213,18 @@ class SqliteLedger:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
-    async def _write_batch(self, job_id: str, kind: str, updates: Sequence[ItemUpdate]) -> None:
-        await self._write(
-            "INSERT INTO batch_record (job_id, kind, updates) VALUES (?, ?, ?)",
-            (job_id, kind, _codec.encode_item_updates(updates)),
-        )
+    def _new_key(self) -> int:
+        self._last_key += 1
+        return self._last_key
 
-    async def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
-        """Commit this write, in the next group; raises LedgerError if that group fails."""
+    async def _write(self, *statements: Statement) -> None:
+        """Commit these statements, together, in the next group; raises LedgerError if that
+        group fails."""
         if self._closing:
             raise LedgerError(f"ledger {self.path} is closed")
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[None] = loop.create_future()
-        self._queued.append(_Write(sql, parameters, committed))
+        self._queued.append(_Write(statements, committed))
         if self._committing is None:
             self._commit_queued()
         await committed
@@ -198,7 +232,7 @@ class SqliteLedger:
     def _commit_queued(self) -> None:
         group, self._queued = self._queued, []
         self._committing = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._commit_group, [(w.sql, w.parameters) for w in group]
+            self._executor, self._commit_group, [s for write in group for s in write.statements]
         )
         self._committing.add_done_callback(lambda done: self._group_done(group, done))
 
@@ -244,6 +278,9 @@ class SqliteLedger:
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 connection.execute("COMMIT")
+            (self._last_key,) = connection.execute(
+                "SELECT coalesce(max(id), 0) FROM batch"
+            ).fetchone()
         except LedgerError:
             connection.close()
             raise
@@ -272,7 +309,7 @@ class SqliteLedger:
         if check != "ok":
             raise LedgerError(f"ledger {path} is corrupt: {check}")
 
-    def _commit_group(self, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _commit_group(self, writes: list[Statement]) -> None:
         """One transaction for all these writes: every one of them lands, or none does."""
         connection = self._connect()
         try:
@@ -288,21 +325,12 @@ class SqliteLedger:
                 raise LedgerError(f"cannot write ledger {self.path}: {error}") from None
             raise
 
-    def _load_job(
-        self, job_id: str
-    ) -> tuple[list[tuple[str, list[ItemUpdate]]], FinalEventRecord | None]:
+    def _load_job(self, job_id: str) -> _JobRecords:
         connection = self._connect()
         try:
-            rows = connection.execute(
-                "SELECT kind, updates FROM batch_record WHERE job_id = ? ORDER BY seq", (job_id,)
-            ).fetchall()
             event_row = connection.execute(
                 "SELECT request, outcome FROM final_event WHERE job_id = ?", (job_id,)
             ).fetchone()
-            records = [
-                (kind, _codec.from_wire(_codec.loads(payload), list[ItemUpdate]))
-                for kind, payload in rows
-            ]
             final_event = None
             if event_row is not None:
                 request_blob, outcome_blob = event_row
@@ -312,6 +340,17 @@ class SqliteLedger:
                     if outcome_blob is None
                     else _codec.decode(outcome_blob, CompletionOutcome),
                 )
+            rows = connection.execute(
+                "SELECT id, updates, acknowledged FROM batch"
+                " LEFT JOIN acknowledgement ON batch_id = id WHERE job_id = ? ORDER BY id",
+                (job_id,),
+            ).fetchall()
+            batches: list[Batch] = []
+            in_flight: dict[str, ItemUpdate] = {}
+            for key, body, acknowledged in rows:
+                batch = _read_batch(body, acknowledged, in_flight)
+                batch.durable_key = key
+                batches.append(batch)
         except (
             sqlite3.Error,
             ValueError,
@@ -321,9 +360,34 @@ class SqliteLedger:
             UnexpectedResponse,
         ) as error:
             raise LedgerError(f"ledger {self.path}: job {job_id} cannot be read: {error}") from None
-        return records, final_event
+        return _JobRecords(batches, in_flight, final_event)
 
     def _close_connection(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _read_batch(body: bytes, acknowledged: str | None, in_flight: dict[str, ItemUpdate]) -> Batch:
+    """Rebuild a batch row; its updates that were sent and never acknowledged go to `in_flight`.
+
+    Only the updates still needed become ItemUpdates: a successful acknowledged item needs no
+    more than its ID (R4 makes it terminal).
+    """
+    items = _codec.loads(body)
+    ids = [item["accountingEntryId"] for item in items]
+    if acknowledged is None:
+        acknowledged_ids: Collection[str] | None = None
+    elif acknowledged == _EVERY_ID:
+        acknowledged_ids = ids
+    else:
+        acknowledged_ids = frozenset(_codec.loads(acknowledged))
+    others: dict[str, ItemUpdate] = {}
+    for entry_id, item in zip(ids, items, strict=True):
+        if acknowledged_ids is not None and entry_id in acknowledged_ids:
+            in_flight.pop(entry_id, None)
+            if item["status"] != "successful":
+                others[entry_id] = _codec.from_wire(item, ItemUpdate)
+        else:
+            in_flight[entry_id] = _codec.from_wire(item, ItemUpdate)
+    return read_back(ids, acknowledged_ids, others)

@@ -19,7 +19,7 @@ import attrs
 
 from . import _codec
 from ._auth import Credential
-from ._classify import Disposition, classify_status, retry_after_seconds
+from ._core._classify import Disposition, classify_status, retry_after_seconds
 from ._errors import (
     ApiError,
     AuthenticationError,
@@ -87,7 +87,14 @@ class _Call:
     params: Mapping[str, str | list[str]] | None
     log_extra: Mapping[str, object]
     attempts: int = 0
-    causes: Counter[str] = attrs.field(factory=Counter)
+    causes: Counter[str] | None = None  # made at the first failure: most calls have none
+    #: The failure of the attempt made before backoff took over, for backoff to begin from.
+    replay: _Retryable | None = None
+
+    def count_failure(self, cause: str) -> None:
+        if self.causes is None:
+            self.causes = Counter()
+        self.causes[cause] += 1
 
 
 class RetryAfterGate:
@@ -100,11 +107,17 @@ class RetryAfterGate:
         loop = asyncio.get_running_loop()
         self._resume_at = max(self._resume_at, loop.time() + seconds)
 
+    @property
+    def paused(self) -> bool:
+        """Whether a pause was asked for that `wait` has not yet seen end."""
+        return self._resume_at > 0.0
+
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()
         # A loop, not an Event: another 429 may push the deadline back while we sleep.
         while (remaining := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(remaining)
+        self._resume_at = 0.0
 
 
 class Transport:
@@ -168,7 +181,7 @@ class Transport:
         refreshed = False
         while True:
             try:
-                response = await self._send_with_retries(call)
+                response = await self._send(call)
             except _Retryable as exhausted:
                 if exhausted.response is None:
                     raise TransportError(
@@ -179,12 +192,32 @@ class Transport:
                 response = exhausted.response
             if response.status == 401 and not refreshed and self.credential.refreshable:
                 refreshed = True
-                call.causes["http_401_refresh"] += 1
+                call.count_failure("http_401_refresh")
                 await self.credential.refresh(self.session, response.credential_generation)
                 continue
+            if call.causes is None:
+                return response  # the first attempt answered: what it says is all there is
             return attrs.evolve(response, attempts=call.attempts, retry_causes=dict(call.causes))
 
+    async def _send(self, call: _Call) -> Response:
+        """The call's attempts: the first one directly, since nearly every request needs no
+        other, and the rest under backoff. Raises `_Retryable` once the policy gives up."""
+        call.attempts += 1
+        try:
+            return await self._attempt(call.method, call.path, call.body, call.params)
+        except _Retryable as failure:
+            if self.retry.max_attempts == 1:
+                raise
+            call.replay = failure
+        return await self._send_with_retries(call)
+
     async def _attempt_call(self, call: _Call) -> Response:
+        """What backoff retries. Its first try replays the failure of the attempt `_send`
+        already made, so backoff counts it, logs it and waits before the real second attempt;
+        its time limit runs from there."""
+        if call.replay is not None:
+            failure, call.replay = call.replay, None
+            raise failure
         call.attempts += 1
         return await self._attempt(call.method, call.path, call.body, call.params)
 
@@ -192,7 +225,7 @@ class Transport:
     def _on_backoff(details: dict[str, Any]) -> None:
         call: _Call = details["args"][0]
         failure: _Retryable = details["exception"]
-        call.causes[failure.cause] += 1
+        call.count_failure(failure.cause)
         logger.warning(
             "%s %s: %s; retrying in %.2fs",
             call.method,
@@ -216,7 +249,8 @@ class Transport:
     ) -> Response:
         session = self.session
         async with self._semaphore:
-            await self._gate.wait()
+            if self._gate.paused:
+                await self._gate.wait()
             generation = self.credential.generation
             headers = {"Authorization": self.credential.authorization()}
             if body is not None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pleo_export_async._classify import (
+from pleo_export_async._core._classify import (
     Disposition,
     ItemErrorKind,
     classify_status,

@@ -302,3 +302,42 @@ async def test_items_pages_through_every_item(fake: FakePleo) -> None:
         seen = [item.accounting_entry_id async for item in client.job(job.id).items()]
     assert sorted(seen) == sorted(job.item_ids)
     assert fake.journal.count(method="GET") == 3
+
+
+async def test_a_closed_job_keeps_its_outcome_but_no_per_item_state(fake: FakePleo) -> None:
+    """Once the final event is delivered the ledger forgets the job's items and keeps the
+    outcome: a new JobRun's update() raises JobFinished and complete() returns the outcome,
+    neither sending anything, and earlier reports still show what they showed."""
+    job = fake.create_job(items=300)
+    updates = mixed_updates(job, failed_every=10)
+    async with client_for(fake) as client:
+        run = client.job(job.id)
+        report = await run.update(updates)
+        shown = dict(report.acknowledged)
+        outcome = await run.complete()
+        job_ledger = await client.ledger.open_job(job.id)
+        assert job_ledger.acknowledgements.forgotten
+        assert job_ledger.acknowledgements.index == {}
+        requests = len(fake.journal.requests)
+        again = client.job(job.id)
+        with pytest.raises(JobFinished):
+            await again.update(updates)
+        assert await again.complete() == outcome
+        assert len(fake.journal.requests) == requests
+    assert dict(report.acknowledged) == shown
+    assert len(report.acknowledged) == 300
+    assert (outcome.successful, outcome.failed) == (270, 30)
+
+
+async def test_runs_of_one_job_sharing_a_ledger_send_one_final_event(fake: FakePleo) -> None:
+    """Two JobRuns of one job completing at once take turns: one sends the event, the other
+    finds the outcome recorded."""
+    job = fake.create_job(items=200)
+    async with client_for(fake) as client:
+        await client.job(job.id).update(successful_updates(job.item_ids))
+        first, second = await asyncio.gather(
+            client.job(job.id).complete(), client.job(job.id).complete()
+        )
+    assert first == second
+    assert len(fake.journal.final_events_applied(job.id)) == 1
+    assert len(fake.journal.events(job.id)) == 1

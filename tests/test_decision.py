@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pleo_export_async._decision import EventChoice, Tally, choose_final_event, job_failure_type
+from pleo_export_async._core._decision import (
+    EventChoice,
+    Tally,
+    choose_final_event,
+    job_failure_type,
+)
 from pleo_export_async._enums import ItemFailureReasonType, JobEvent, JobFailureReasonType
 
 JOB_TYPES = [member.value for member in JobFailureReasonType]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, get_args, get_origin
 
@@ -38,7 +39,7 @@ from examples import (
     WEBHOOK_EXPORT_JOB_CREATED,
 )
 
-from pleo_export_async import _export_items, _models
+from pleo_export_async import _codec, _export_items, _models
 from pleo_export_async._codec import (
     dumps,
     encode,
@@ -91,6 +92,8 @@ from pleo_export_async._models import (
     ItemUpdateResponse,
     JobEventRequest,
 )
+
+Reader = Callable[[bytes], tuple[list[str], list[ItemUpdateError]]]
 
 _LINE: dict[str, Any] = EXPORT_ITEM["accountingEntryLines"][0]
 _INFO: dict[str, Any] = EXPORT_ITEM["additionalInformation"]
@@ -601,9 +604,25 @@ def test_unknown_enum_strings_in_export_items_are_kept() -> None:
 # --- read_item_update_response -------------------------------------------------------------
 
 
-def test_put_reader_returns_acknowledged_ids_and_errors() -> None:
+@pytest.fixture(params=["msgspec", "lenient"])
+def read(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Reader:
+    """The PUT reader for JOB_ID, through the typed msgspec decoder (the `speed` extra) and
+    through the lenient reader every install has: the two must agree on every body."""
+    if request.param == "lenient":
+        monkeypatch.setattr(_codec, "typed_reading", False)
+    elif not _codec.typed_reading:
+        pytest.skip("msgspec is not installed")
+
+    def read(body: bytes) -> tuple[list[str], list[ItemUpdateError]]:
+        answer = read_item_update_response(body, JOB_ID)
+        return answer.acknowledged_ids, answer.errors
+
+    return read
+
+
+def test_put_reader_returns_acknowledged_ids_and_errors(read: Reader) -> None:
     """The reader returns the IDs in `data` and the structured `errors` of the documented body."""
-    acknowledged, errors = read_item_update_response(dumps(PUT_ITEMS_RESPONSE))
+    acknowledged, errors = read(dumps(PUT_ITEMS_RESPONSE))
     assert acknowledged == [ENTRY_ID_1, ENTRY_ID_2]
     assert errors == [
         ItemUpdateError(
@@ -612,13 +631,13 @@ def test_put_reader_returns_acknowledged_ids_and_errors() -> None:
     ]
 
 
-def test_put_reader_returns_acknowledged_ids_as_written() -> None:
+def test_put_reader_returns_acknowledged_ids_as_written(read: Reader) -> None:
     """Acknowledged IDs come back as Pleo wrote them; the tracker matches them in any case."""
     body = dumps({"data": [{"accountingEntryId": ENTRY_ID_1.upper()}], "errors": []})
-    assert read_item_update_response(body) == ([ENTRY_ID_1.upper()], [])
+    assert read(body) == ([ENTRY_ID_1.upper()], [])
 
 
-def test_put_reader_ignores_entries_without_an_id() -> None:
+def test_put_reader_ignores_entries_without_an_id(read: Reader) -> None:
     """Entries of `data` and `errors` without a string accountingEntryId are dropped."""
     body = dumps(
         {
@@ -637,43 +656,61 @@ def test_put_reader_ignores_entries_without_an_id() -> None:
             ],
         }
     )
-    acknowledged, errors = read_item_update_response(body)
+    acknowledged, errors = read(body)
     assert acknowledged == [ENTRY_ID_2]
     assert errors == [ItemUpdateError(ENTRY_ID_3, "SOMETHING_NEW", "later")]
 
 
-def test_put_reader_accepts_missing_or_null_arrays() -> None:
+def test_put_reader_accepts_missing_or_null_arrays(read: Reader) -> None:
     """A body without `data` or `errors`, or with them null, acknowledges and refuses nothing."""
-    assert read_item_update_response(b"{}") == ([], [])
-    assert read_item_update_response(b'{"data":null,"errors":null}') == ([], [])
-    assert read_item_update_response(b'{"data":[],"errors":[]}') == ([], [])
+    assert read(b"{}") == ([], [])
+    assert read(b'{"data":null,"errors":null}') == ([], [])
+    assert read(b'{"data":[],"errors":[]}') == ([], [])
 
 
-def test_put_reader_error_without_message_gets_an_empty_message() -> None:
+def test_put_reader_error_without_message_gets_an_empty_message(read: Reader) -> None:
     """An `errors` entry without `message` reads with an empty message."""
     body = dumps({"data": [], "errors": [{"accountingEntryId": ENTRY_ID_1, "type": "X"}]})
-    assert read_item_update_response(body)[1] == [ItemUpdateError(ENTRY_ID_1, "X", "")]
+    assert read(body)[1] == [ItemUpdateError(ENTRY_ID_1, "X", "")]
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"ok"', b"null", b"42", b'[{"data": []}]'])
-def test_put_reader_refuses_a_body_that_is_not_an_object(body: bytes) -> None:
+def test_put_reader_refuses_a_body_that_is_not_an_object(read: Reader, body: bytes) -> None:
     """A PUT body that is valid JSON but not an object raises ValueError."""
     with pytest.raises(ValueError, match="expected a JSON object"):
-        read_item_update_response(body)
+        read(body)
 
 
-def test_put_reader_lower_cases_refused_ids() -> None:
+def test_put_reader_lower_cases_refused_ids(read: Reader) -> None:
     """IDs in `errors` are lower-cased like those in `data`, so a refusal matches its update."""
     body = dumps({"data": [], "errors": [{"accountingEntryId": ENTRY_ID_3.upper(), "type": "X"}]})
-    assert read_item_update_response(body)[1] == [ItemUpdateError(ENTRY_ID_3, "X", "")]
+    assert read(body)[1] == [ItemUpdateError(ENTRY_ID_3, "X", "")]
 
 
-def test_put_reader_error_with_null_message_gets_an_empty_message() -> None:
+def test_put_reader_error_with_null_message_gets_an_empty_message(read: Reader) -> None:
     """An `errors` entry whose `message` is null reads with an empty message, not 'None'."""
     body = dumps(
         {"data": [], "errors": [{"accountingEntryId": ENTRY_ID_1, "type": "X", "message": None}]}
     )
-    assert read_item_update_response(body)[1] == [ItemUpdateError(ENTRY_ID_1, "X", "")]
+    assert read(body)[1] == [ItemUpdateError(ENTRY_ID_1, "X", "")]
+
+
+def test_put_reader_acknowledges_nothing_for_items_of_another_job(read: Reader) -> None:
+    """An item whose exportJobId names another job acknowledges nothing; the job ID is matched
+    in any case, and an item without exportJobId still counts."""
+    other_job = "0f0f0f0f-0000-4000-8000-000000000000"
+    body = dumps(
+        {
+            "data": [
+                {"accountingEntryId": ENTRY_ID_1, "exportJobId": other_job},
+                {"accountingEntryId": ENTRY_ID_2, "exportJobId": JOB_ID.upper()},
+                {"accountingEntryId": ENTRY_ID_3},
+            ],
+            "errors": [],
+        }
+    )
+    assert read(body) == ([ENTRY_ID_2, ENTRY_ID_3], [])
+    assert read_item_update_response(body, JOB_ID).other_jobs == 1
 
 
 def test_decoded_item_update_is_validated_and_typed() -> None:

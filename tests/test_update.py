@@ -405,3 +405,64 @@ async def test_a_403_raises_at_once(fake: FakePleo) -> None:
     assert raised.value.status == 403
     assert raised.value.error_type == "FORBIDDEN"
     assert fake.journal.count(method="PUT") == 1
+
+
+async def test_two_runs_of_one_job_sharing_a_ledger_take_turns(fake: FakePleo) -> None:
+    """Two JobRuns of one job on one ledger, given the same updates at once, send each update
+    once: the second finds them acknowledged and skips them."""
+    job = fake.create_job(items=500)
+    updates = successful_updates(job.item_ids)
+    async with client_for(fake, max_concurrency=4) as client:
+        first, second = await asyncio.gather(
+            client.job(job.id).update(updates), client.job(job.id).update(updates)
+        )
+    sent = [item["accountingEntryId"] for body in put_bodies(fake, job.id) for item in body]
+    assert sorted(sent) == sorted(job.item_ids)
+    assert fake.journal.resent_after_ack() == {}
+    assert {len(first.acknowledged), len(second.acknowledged)} == {500, 0}
+    assert {len(first.skipped), len(second.skipped)} == {0, 500}
+
+
+async def test_an_input_that_fails_mid_stream_raises_its_own_error_with_the_report(
+    fake: FakePleo,
+) -> None:
+    """When the input raises (the ERP connection drops), update() settles what is in flight and
+    raises the input's own exception, carrying the report of what was acknowledged."""
+    job = fake.create_job(items=1000)
+    updates = successful_updates(job.item_ids)
+
+    async def stream() -> AsyncIterator[ItemUpdate]:
+        for update in updates[:550]:
+            yield update
+        raise ConnectionResetError("ERP connection dropped")
+
+    async with client_for(fake, max_concurrency=2) as client:
+        run = client.job(job.id)
+        with pytest.raises(ConnectionResetError, match="ERP connection dropped") as raised:
+            await run.update(stream())
+        report = raised.value.report  # type: ignore[attr-defined]
+        assert len(report.acknowledged) >= 500
+        assert set(report.acknowledged) | set(report.unacknowledged) == set(job.item_ids[:550])
+        again = await run.update(updates)
+    assert set(again.skipped) == set(report.acknowledged)
+    assert set(again.acknowledged) == set(job.item_ids) - set(report.acknowledged)
+    assert fake.journal.resent_after_ack() == {}
+
+
+async def test_the_report_is_a_view_that_reads_like_a_mapping(fake: FakePleo) -> None:
+    """`acknowledged` and `skipped` read like a mapping and a set, and their repr stays short."""
+    job = fake.create_job(items=250)
+    updates = mixed_updates(job, failed_every=5)
+    async with client_for(fake) as client:
+        run = client.job(job.id)
+        report = await run.update(updates)
+        again = await run.update(updates[:10])
+    expected = {update.accounting_entry_id: update.status for update in updates}
+    assert report.acknowledged == expected
+    assert dict(report.acknowledged.items()) == expected
+    assert len(report.acknowledged) == 250
+    assert report.acknowledged[job.item_ids[4]] is ItemStatus.FAILED
+    assert "00000000-0000-4000-8000-000000000000" not in report.acknowledged
+    assert again.skipped == frozenset(job.item_ids[:10])
+    assert job.item_ids[0] in again.skipped
+    assert len(repr(report)) < 1000

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._enums import JobEvent, JobFailureReasonType
+from pleo_export_async._enums import JobEvent, JobFailureReasonType
 
 
 @attrs.frozen

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from ._enums import ItemUpdateErrorType
+from pleo_export_async._enums import ItemUpdateErrorType
 
 
 class Disposition(enum.Enum):
