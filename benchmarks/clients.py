@@ -1,8 +1,15 @@
 """The two clients being compared, doing the same work against the echo server.
 
-* `plain_loop`: what a careful integrator writes in twenty lines: aiohttp and orjson, a fixed set
-  of workers taking 100 rows at a time, counting the IDs each response acknowledges.
-* `library`: the same rows through `ItemUpdate.successful` and `JobRun.update()`.
+* The plain loop is what a careful integrator writes in twenty lines: aiohttp and orjson, a
+  fixed set of workers taking 100 rows at a time, a dict per item, counting the IDs each response
+  acknowledges, and no other state.
+* The library does the same through `ItemUpdate` and `JobRun.update()`.
+
+Two workloads:
+* `Row`: an ID and the ERP's external ID, every item successful. The library builds its
+  `ItemUpdate`s from the rows inside the timed work, as the plain loop builds its dicts.
+* `FullRow`: every optional field set, one item in ten failed with a reason. The library's
+  updates are built before timing (`full_updates`); the plain loop still builds its dicts.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ import asyncio
 import base64
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import orjson
@@ -20,13 +29,69 @@ from pleo_export_async import ApiKeyAuth, ItemUpdate, Ledger, PleoExportClient
 
 API_KEY = "benchmark-key"
 Row = tuple[str, str]  # accountingEntryId, the ERP's external ID
+#: accountingEntryId, failed, external ID, external URL, exported at, failure reason and type.
+FullRow = tuple[str, bool, str, str, datetime, str, str]
+
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 
 
 def make_rows(count: int) -> list[Row]:
     return [(str(uuid.uuid4()), f"JE-{number}") for number in range(count)]
 
 
-async def plain_loop(base_url: str, rows: Sequence[Row], concurrency: int) -> int:
+def make_full_rows(count: int) -> list[FullRow]:
+    start = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    return [
+        (
+            str(uuid.uuid4()),
+            number % 10 == 9,
+            f"JE-{number}",
+            f"https://erp.example.com/journal/JE-{number}",
+            start + timedelta(seconds=number),
+            f"Vendor V-{number} does not exist in the accounting system",
+            "vendor_unknown",
+        )
+        for number in range(count)
+    ]
+
+
+def full_updates(rows: Iterable[FullRow]) -> list[ItemUpdate]:
+    return [
+        ItemUpdate.failed(entry_id, reason=reason, reason_type=reason_type)
+        if failed
+        else ItemUpdate.successful(
+            entry_id, external_id=external_id, external_url=external_url, exported_at=exported_at
+        )
+        for entry_id, failed, external_id, external_url, exported_at, reason, reason_type in rows
+    ]
+
+
+def _plain_item(row: Row) -> dict[str, Any]:
+    entry_id, external = row
+    return {"accountingEntryId": entry_id, "status": "successful", "externalId": external}
+
+
+def _plain_full_item(row: FullRow) -> dict[str, Any]:
+    entry_id, failed, external_id, external_url, exported_at, reason, reason_type = row
+    if failed:
+        return {
+            "accountingEntryId": entry_id,
+            "status": "failed",
+            "failureReason": reason,
+            "failureReasonType": reason_type,
+        }
+    return {
+        "accountingEntryId": entry_id,
+        "status": "successful",
+        "externalId": external_id,
+        "externalUrl": external_url,
+        "exportedAt": exported_at,
+    }
+
+
+async def _plain(
+    base_url: str, rows: Sequence[Any], concurrency: int, item: Callable[[Any], dict[str, Any]]
+) -> int:
     """Returns how many items were acknowledged."""
     url = f"{base_url}/v3/export-jobs/{uuid.uuid4()}/items"
     headers = {
@@ -39,16 +104,11 @@ async def plain_loop(base_url: str, rows: Sequence[Row], concurrency: int) -> in
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal acknowledged
         while chunk := list(itertools.islice(source, 100)):
-            body = orjson.dumps(
-                [
-                    {"accountingEntryId": entry_id, "status": "successful", "externalId": external}
-                    for entry_id, external in chunk
-                ]
-            )
+            body = orjson.dumps([item(row) for row in chunk], option=_ORJSON_OPTIONS)
             async with session.put(url, data=body, headers=headers) as response:
                 payload = orjson.loads(await response.read())
-            returned = {item["accountingEntryId"] for item in payload["data"]}
-            acknowledged += sum(1 for entry_id, _ in chunk if entry_id in returned)
+            returned = {entry["accountingEntryId"] for entry in payload["data"]}
+            acknowledged += sum(1 for row in chunk if row[0] in returned)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -56,17 +116,35 @@ async def plain_loop(base_url: str, rows: Sequence[Row], concurrency: int) -> in
     return acknowledged
 
 
-async def library(
-    base_url: str, rows: Sequence[Row], concurrency: int, ledger: Ledger | None = None
+async def plain_loop(base_url: str, rows: Sequence[Row], concurrency: int) -> int:
+    return await _plain(base_url, rows, concurrency, _plain_item)
+
+
+async def plain_loop_full(base_url: str, rows: Sequence[FullRow], concurrency: int) -> int:
+    return await _plain(base_url, rows, concurrency, _plain_full_item)
+
+
+async def send_updates(
+    base_url: str,
+    updates: Iterable[ItemUpdate],
+    concurrency: int,
+    ledger: Ledger | None = None,
 ) -> int:
-    """Returns how many items were acknowledged. Rows are turned into updates as they are
-    pulled, the way the plain loop turns them into dicts."""
-    updates = (ItemUpdate.successful(entry_id, external_id=external) for entry_id, external in rows)
+    """Returns how many items were acknowledged."""
     async with PleoExportClient(
         base_url, auth=ApiKeyAuth(API_KEY), max_concurrency=concurrency
     ) as client:
         report = await client.job(str(uuid.uuid4()), ledger=ledger).update(updates)
     return len(report.acknowledged)
+
+
+async def library(
+    base_url: str, rows: Sequence[Row], concurrency: int, ledger: Ledger | None = None
+) -> int:
+    """Rows are turned into updates as they are pulled, the way the plain loop turns them into
+    dicts."""
+    updates = (ItemUpdate.successful(entry_id, external_id=external) for entry_id, external in rows)
+    return await send_updates(base_url, updates, concurrency, ledger)
 
 
 async def streamed_updates(count: int) -> AsyncIterator[ItemUpdate]:

@@ -1,5 +1,6 @@
 """Streams N updates from an async generator through JobRun.update() against the echo server
-at BASE_URL, then prints the process's peak RSS in KiB. Run in a fresh process per size.
+at BASE_URL, keeps the report, then prints the process's peak RSS in KiB. Run in a fresh
+process per size.
 
     python -m benchmarks.memory_child BASE_URL N
 """
@@ -30,9 +31,11 @@ def peak_rss_kib() -> int:
 
 async def main(base_url: str, count: int) -> None:
     async with PleoExportClient(base_url, auth=ApiKeyAuth(API_KEY)) as client:
-        report = await client.job(str(uuid.uuid4())).update(streamed_updates(count))
-    assert len(report.acknowledged) == count
-    print(peak_rss_kib(), flush=True)
+        run = client.job(str(uuid.uuid4()))
+        report = await run.update(streamed_updates(count))
+        # The job is still open: its ledger holds every ID, and the report is kept too.
+        assert len(report.acknowledged) == count
+        print(peak_rss_kib(), flush=True)
 
 
 if __name__ == "__main__":
