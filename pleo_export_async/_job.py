@@ -482,7 +482,8 @@ class _UpdateCall:
         self._run = run
         self._job_ledger = job_ledger
         self._tracker = tracker
-        self._call: CallRecord = tracker.begin_call()
+        # A collection was checked whole before the call (`_check_collection`).
+        self._call: CallRecord = tracker.begin_call(checked=isinstance(updates, Collection))
         self._on_progress = on_progress
         self._sync_source: Iterator[ItemUpdate] | None = None
         self._async_source: AsyncIterator[ItemUpdate] | None = None

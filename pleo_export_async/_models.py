@@ -33,8 +33,8 @@ class _ItemUpdateFields:
 
     The frozen class refuses attribute stores, even in its own constructor (attrs goes through
     `object.__setattr__`, once per field). Its unfrozen twin below has the same layout, so the
-    common case is built with plain stores and then given the frozen class: a third of the cost,
-    on the one call every item makes.
+    common case is built with plain stores and then given the frozen class: two thirds of the
+    time (0.77 against 1.18 µs here), on the one call every item makes.
     """
 
     __slots__ = (

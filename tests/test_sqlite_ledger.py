@@ -9,6 +9,7 @@ import json
 import re
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from pleo_export_async import (
     JobFinished,
     LedgerError,
     SqliteLedger,
+    _sqlite_ledger,
 )
 from pleo_export_async._codec import encode_item_updates
 from pleo_export_async._core._batches import Batch
@@ -402,11 +404,11 @@ async def test_concurrent_writes_are_committed_in_groups_and_all_land(
     updates = successful_updates(entry_ids(120))
     groups: list[int] = []
     async with SqliteLedger(path) as ledger:
-        commit_group: Callable[[list[Any]], None] = ledger._commit_group
+        commit_group: Callable[[list[Any]], int] = ledger._commit_group
 
-        def counting(writes: list[Any]) -> None:
+        def counting(writes: list[Any]) -> int:
             groups.append(len(writes))
-            commit_group(writes)
+            return commit_group(writes)
 
         monkeypatch.setattr(ledger, "_commit_group", counting)
         job = await ledger.open_job(JOB_A)
@@ -469,8 +471,8 @@ async def test_a_failed_group_raises_ledger_error_to_each_of_its_writers(tmp_pat
         second_body = encode_item_updates(second.updates)
         with contextlib.closing(sqlite3.connect(path)) as other:  # a second writer takes the lock
             other.execute("BEGIN IMMEDIATE")
-            assert ledger._connection is not None
-            ledger._connection.execute("PRAGMA busy_timeout = 0")
+            assert ledger._writer is not None
+            ledger._writer.execute("PRAGMA busy_timeout = 0")
             results = await asyncio.gather(
                 job.record_in_flight(second, second_body),
                 job.record_acknowledged(first),
@@ -689,3 +691,61 @@ async def test_reconcile_recovers_an_answer_lost_in_this_process(fake: FakePleo)
         outcome = await run.complete()
     assert outcome.successful == 20
     assert fake.journal.count(method="PUT") == 2
+
+
+async def test_a_commit_that_fails_unexpectedly_still_tells_its_writers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever goes wrong in a commit, each of its writers gets LedgerError; none waits
+    forever."""
+    async with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        job = await ledger.open_job(JOB_A)
+        tracker = new_tracker(job.acknowledgements)
+
+        def broken(writes: list[Any]) -> int:
+            raise RuntimeError("disk gremlin")
+
+        monkeypatch.setattr(ledger, "_commit_group", broken)
+        with pytest.raises(LedgerError, match="disk gremlin"):
+            await asyncio.wait_for(send(job, tracker, [ItemUpdate.successful(ENTRY_1)]), 5)
+
+
+async def test_the_log_is_checkpointed_on_the_ledgers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once enough was appended to the write-ahead log, a checkpoint runs, off the event loop."""
+    monkeypatch.setattr(_sqlite_ledger, "CHECKPOINT_BYTES", 1000)
+    threads: list[str] = []
+    async with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        checkpoint = ledger._checkpoint
+
+        def recorded() -> None:
+            threads.append(threading.current_thread().name)
+            checkpoint()
+
+        monkeypatch.setattr(ledger, "_checkpoint", recorded)
+        job = await ledger.open_job(JOB_A)
+        tracker = new_tracker(job.acknowledgements)
+        await send(job, tracker, successful_updates(entry_ids(50)))
+    # close() waits for a checkpoint under way.
+    assert threads
+    assert all(name.startswith("pleo-ledger") for name in threads)
+
+
+async def test_a_commit_that_finds_the_file_busy_for_a_moment_lands_once_it_is_free(
+    tmp_path: Path,
+) -> None:
+    """A commit that finds another connection holding the write lock is tried again, without
+    blocking the event loop, and lands once the lock is released."""
+    path = tmp_path / "ledger.sqlite3"
+    async with SqliteLedger(path) as ledger:
+        job = await ledger.open_job(JOB_A)
+        tracker = new_tracker(job.acknowledgements)
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            writing = asyncio.create_task(send(job, tracker, [ItemUpdate.successful(ENTRY_1)]))
+            await asyncio.sleep(0.05)  # the loop keeps running while the commit waits
+            assert not writing.done()
+            other.rollback()
+            await asyncio.wait_for(writing, 5)
+    assert count_rows(path, "batch") == 1

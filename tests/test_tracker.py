@@ -866,3 +866,17 @@ def test_duplicate_error_for_a_requested_id_is_not_unexpected() -> None:
     outcome = tracker.reconcile(batch, [], [error, error])
     assert tracker.attention[ID_A].state is EntryState.REJECTED
     assert outcome.unexpected_ids == []
+
+
+def test_a_call_checked_whole_keeps_no_fingerprints_and_collapses_repeats() -> None:
+    """When the call's input was checked whole (a list), a settled batch keeps no fingerprints,
+    and a repeat of an acknowledged ID, necessarily identical, collapses."""
+    tracker = new_tracker()
+    tracker.begin_call(checked=True)
+    update = ItemUpdate.successful(ID_A, external_id="JE-1")
+    batch = planned(tracker, [update])
+    tracker.reconcile(batch, [ID_A], [])
+    assert batch.fingerprints is None
+    later = planned(tracker, [])
+    assert tracker.offer(later, ItemUpdate.successful(ID_A, external_id="JE-1")) is Offer.COLLAPSED
+    assert later.updates == []

@@ -82,8 +82,11 @@ class Batch:
         self.ids = [update.accounting_entry_id for update in self.updates]
         self.state = BatchState.IN_FLIGHT
 
-    def settle(self, acknowledged: Collection[str] | None) -> None:
-        """Pleo's answer acknowledged these IDs of the batch (None: every one of them)."""
+    def settle(self, acknowledged: Collection[str] | None, *, fingerprinted: bool = True) -> None:
+        """Pleo's answer acknowledged these IDs of the batch (None: every one of them).
+
+        `fingerprinted=False` when no repeat in the call can conflict (its input was checked
+        whole): the successful updates then go without a trace."""
         updates = self.updates
         assert updates is not None, "a batch is settled once"
         if acknowledged is None or len(acknowledged) == len(updates):
@@ -93,7 +96,7 @@ class Batch:
             self.acknowledged_some = frozenset(acknowledged)
             kept = [u for u in updates if u.accounting_entry_id in self.acknowledged_some]
         self.others = {u.accounting_entry_id: u for u in kept if u.status is not _SUCCESSFUL}
-        if kept:
+        if kept and fingerprinted:
             self.fingerprints = array(
                 "q",
                 [

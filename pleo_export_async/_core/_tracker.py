@@ -60,9 +60,12 @@ class Entry:
 class CallRecord:
     """What one `update()` call did; its identity tells the call's batches and entries apart."""
 
-    __slots__ = ("acknowledged", "batches", "pulled", "skipped")
+    __slots__ = ("acknowledged", "batches", "checked", "pulled", "skipped")
 
-    def __init__(self) -> None:
+    def __init__(self, checked: bool = False) -> None:
+        #: The whole input was checked before the call began: no two different updates for one
+        #: ID (R1), so a repeat needs no comparing, and settled batches keep no fingerprints.
+        self.checked = checked
         self.batches: list[Batch] = []  # the call's batches that got something acknowledged
         self.acknowledged = 0
         #: IDs the call skipped as already acknowledged, with the fingerprint of what it offered.
@@ -112,11 +115,13 @@ class ItemTracker:
         """How many IDs wait to be sent again."""
         return len(self._leftovers)
 
-    def begin_call(self) -> CallRecord:
-        """Start the record of the next `update()` call; calls run one after another."""
+    def begin_call(self, checked: bool = False) -> CallRecord:
+        """Start the record of the next `update()` call; calls run one after another.
+
+        `checked`: the caller has made sure the call's input holds no conflicting updates."""
         assert not self.in_flight, "the previous call has batches in flight"
         assert not self._leftovers, "the previous call left IDs queued"
-        self.call = CallRecord()
+        self.call = CallRecord(checked)
         return self.call
 
     # -- planning ------------------------------------------------------------------------------
@@ -204,7 +209,7 @@ class ItemTracker:
                 return _repeat(entry_id, first, update)
             # What this call sent and Pleo did not acknowledge has an entry (above).
             assert carrier.acknowledges(entry_id)
-            if carrier.holds_same(entry_id, update):
+            if call.checked or carrier.holds_same(entry_id, update):
                 return Offer.COLLAPSED
             earlier = carrier.acknowledged_update(entry_id)
             raise ConflictingUpdates(
@@ -254,7 +259,7 @@ class ItemTracker:
         self.in_flight -= len(ids)
         if batch.fresh and not errors and acknowledged_ids == ids:
             # Every ID acknowledged, each new to the job: nothing to do per successful ID.
-            batch.settle(None)
+            batch.settle(None, fingerprinted=not self.call.checked)
             for entry_id, update in batch.others.items():
                 if update.status not in _FINAL:  # acknowledged, but blocking completion (R9)
                     self._attend(None, entry_id, update, EntryState.ACKNOWLEDGED)
@@ -328,7 +333,7 @@ class ItemTracker:
                 entry.state = EntryState.UNACKNOWLEDGED
                 entry.error_message = f"not acknowledged by Pleo after {entry.attempts} attempts"
                 given_up += 1
-        batch.settle(acknowledged)
+        batch.settle(acknowledged, fingerprinted=not self.call.checked)
         if acknowledged:
             self.acknowledgements.add(batch)
             self._note_settled(batch)
