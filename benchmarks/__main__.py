@@ -33,6 +33,7 @@ from benchmarks.clients import (
     make_rows,
     plain_loop,
     plain_loop_full,
+    plain_loop_validated,
     send_updates,
 )
 from benchmarks.echo_server import echo_server
@@ -82,13 +83,22 @@ def _ratios(numerators: list[float], denominators: list[float]) -> list[float]:
 def cpu_per_item(rounds: int, items: int) -> dict[str, Any]:
     """Client CPU µs per item at batch 100, 0 ms latency and C=8, for both workloads."""
     samples: dict[str, list[float]] = {
-        name: [] for name in ("plain", "library", "library+sqlite", "plain full", "library full")
+        name: []
+        for name in (
+            "plain",
+            "plain+ItemUpdate",
+            "library",
+            "library+sqlite",
+            "plain full",
+            "library full",
+        )
     }
 
     def runs(url: str, rows: list[Row], full: list[FullRow]) -> list[tuple[str, Run]]:
         updates = full_updates(full)  # built before timing, as the budget says
         return [
             ("plain", partial(plain_loop, url, rows, 8)),
+            ("plain+ItemUpdate", partial(plain_loop_validated, url, rows, 8)),
             ("library", partial(library, url, rows, 8)),
             ("library+sqlite", partial(_with_sqlite, url, rows)),
             ("plain full", partial(plain_loop_full, url, full, 8)),
@@ -106,6 +116,7 @@ def cpu_per_item(rounds: int, items: int) -> dict[str, Any]:
                 samples[name].append(_cpu_seconds(run, items) / items * 1e6)
     ratios = {
         "library": _ratios(samples["library"], samples["plain"]),
+        "validated": _ratios(samples["plain+ItemUpdate"], samples["plain"]),
         "full": _ratios(samples["library full"], samples["plain full"]),
         "sqlite": _ratios(samples["library+sqlite"], samples["library"]),
     }
@@ -260,6 +271,10 @@ def main() -> int:
             f"{b.limit:g}{' MiB' if 'RSS' in b.name else ''} | {b.verdict} |"
             for b in budgets
         ),
+        "",
+        f"Not a budget, the floor under the first: the plain loop building a validated ItemUpdate "
+        f"per item, and nothing else the library does, measures {ratio['validated']:.2f} "
+        f"{spread('validated')} times the plain loop ({per_item['plain+ItemUpdate']:.2f} µs).",
         "",
         "| items/s | " + " | ".join(f"C={c}" for c in concurrencies) + " |",
         "|---" * (len(concurrencies) + 1) + "|",

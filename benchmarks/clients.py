@@ -120,6 +120,22 @@ async def plain_loop(base_url: str, rows: Sequence[Row], concurrency: int) -> in
     return await _plain(base_url, rows, concurrency, _plain_item)
 
 
+def _validated_item(row: Row) -> dict[str, Any]:
+    entry_id, external = row
+    update = ItemUpdate.successful(entry_id, external_id=external)
+    return {
+        "accountingEntryId": update.accounting_entry_id,
+        "status": "successful",
+        "externalId": update.external_id,
+    }
+
+
+async def plain_loop_validated(base_url: str, rows: Sequence[Row], concurrency: int) -> int:
+    """The plain loop, building a validated `ItemUpdate` per item as the library's input does:
+    not a budget, the floor under the library's figure (what the per-item input costs)."""
+    return await _plain(base_url, rows, concurrency, _validated_item)
+
+
 async def plain_loop_full(base_url: str, rows: Sequence[FullRow], concurrency: int) -> int:
     return await _plain(base_url, rows, concurrency, _plain_full_item)
 

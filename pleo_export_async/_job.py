@@ -451,10 +451,7 @@ _entry_id_of = attrgetter("accounting_entry_id")
 
 def _check_collection(updates: Collection[object]) -> None:
     """Whole-input checks for an in-memory collection, before any request (R1, R14)."""
-    try:
-        distinct = len({_entry_id_of(u) for u in updates if type(u) is ItemUpdate})
-    except TypeError:
-        distinct = -1
+    distinct = len({_entry_id_of(u) for u in updates if type(u) is ItemUpdate})
     if distinct == len(updates):
         return  # every element an ItemUpdate, and no ID twice: nothing to look at closer
     seen: dict[str, ItemUpdate] = {}
