@@ -6,7 +6,14 @@ async with PleoExportClient(base_url, auth=ApiKeyAuth(key)) as client:
     outcome = await job.complete()
 """
 
-from ._auth import PRODUCTION_TOKEN_URL, STAGING_TOKEN_URL, ApiKeyAuth, BearerTokenAuth, TokenPair
+from ._auth import (
+    PRODUCTION_TOKEN_URL,
+    STAGING_TOKEN_URL,
+    ApiKeyAuth,
+    BearerTokenAuth,
+    OAuth2Auth,
+    TokenPair,
+)
 from ._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
 from ._core._classify import ItemErrorKind
 from ._enums import (
@@ -27,11 +34,14 @@ from ._errors import (
     JobNotFound,
     JobStateConflict,
     LedgerError,
+    MissingContraAccounts,
     PermissionDenied,
     PleoExportError,
+    ReauthorizationRequired,
     TransportError,
     UnexpectedResponse,
 )
+from ._export_items import ExportItem
 from ._job import JobRun
 from ._ledger import FinalEventRecord, JobLedger, Ledger, MemoryLedger
 from ._models import ExportJob, ExportJobItem, ItemUpdate
@@ -51,6 +61,7 @@ __all__ = [
     "BearerTokenAuth",
     "CompletionOutcome",
     "ConflictingUpdates",
+    "ExportItem",
     "ExportJob",
     "ExportJobItem",
     "FinalEventRecord",
@@ -72,10 +83,13 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "MemoryLedger",
+    "MissingContraAccounts",
+    "OAuth2Auth",
     "PermissionDenied",
     "PleoExportClient",
     "PleoExportError",
     "Progress",
+    "ReauthorizationRequired",
     "Rejection",
     "RetryPolicy",
     "SqliteLedger",

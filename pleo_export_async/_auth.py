@@ -1,8 +1,11 @@
 """Credentials for the Export API (rules R7 and R15).
 
 * `ApiKeyAuth`: HTTP Basic with the API key as user name and an empty password.
-* `BearerTokenAuth`: an OAuth access token; refreshable when it is given a refresh token and the
-  client's credentials. Refresh tokens rotate: each refresh hands the new pair to `on_refresh`.
+* `BearerTokenAuth`: an access token as it is, never refreshed (a 401 raises).
+* `OAuth2Auth`: an OAuth 2.0 access token with its refresh token, refreshed a little before it
+  expires and on a 401, one refresh at a time. Refresh tokens rotate (pleo-export-api.md §2.1):
+  each refresh hands the new pair to `on_tokens`, and a refused refresh token raises
+  `ReauthorizationRequired`.
 
 No credential appears in a repr, a log record or an exception message.
 """
@@ -11,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import ipaddress
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
-from ._errors import AuthenticationError, InvalidInput
+from ._errors import AuthenticationError, InvalidInput, ReauthorizationRequired
 
 PRODUCTION_TOKEN_URL = "https://auth.pleo.io/oauth/token"
 STAGING_TOKEN_URL = "https://auth.staging.pleo.io/oauth/token"
@@ -42,6 +49,11 @@ class Credential(Protocol):
 
     @property
     def refreshable(self) -> bool: ...
+
+    @property
+    def needs_refresh(self) -> bool:
+        """Whether to refresh before the next request (the token is about to expire)."""
+        ...
 
     async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
         """Replace the credential, unless another task already did since `stale_generation`."""
@@ -93,6 +105,10 @@ class ApiKeyAuth:
     def refreshable(self) -> bool:
         return False
 
+    @property
+    def needs_refresh(self) -> bool:
+        return False
+
     def authorization(self) -> str:
         return self._header
 
@@ -105,49 +121,116 @@ class ApiKeyAuth:
 
 @attrs.frozen(repr=False)
 class TokenPair:
-    """A rotated pair of OAuth tokens, as handed to `on_refresh`. Store the refresh token."""
+    """A rotated pair of OAuth tokens, as handed to `on_tokens`. Store the refresh token: the
+    one it replaces no longer works."""
 
     access_token: str
     refresh_token: str
     expires_in: int | None = None
+    #: When the access token expires (from `expires_in`), or None when Pleo did not say.
+    expires_at: datetime | None = None
 
     def __repr__(self) -> str:
         return (
             "TokenPair(access_token=<redacted>, refresh_token=<redacted>, "
-            f"expires_in={self.expires_in})"
+            f"expires_in={self.expires_in}, expires_at={self.expires_at!r})"
         )
 
 
 class BearerTokenAuth:
-    """An OAuth 2.0 access token, sent as `Authorization: Bearer ...`.
+    """An access token, sent as `Authorization: Bearer ...` and never refreshed: when Pleo
+    refuses it (401) the request raises `AuthenticationError`. Use `OAuth2Auth` to refresh."""
 
-    Given `refresh_token`, `client_id` and `client_secret`, a 401 makes the client refresh the
-    token once (one refresh at a time for the whole client) at `token_url` and retry; each new
-    pair goes to `on_refresh` (sync or async), since the old refresh token stops working.
+    __slots__ = ("_access_token",)
+
+    def __init__(self, access_token: str) -> None:
+        if not isinstance(access_token, str) or not access_token.strip():
+            raise InvalidInput("access_token", "<redacted>", "must be a non-empty string")
+        self._access_token = access_token
+
+    @property
+    def generation(self) -> int:
+        return 0
+
+    @property
+    def refreshable(self) -> bool:
+        return False
+
+    @property
+    def needs_refresh(self) -> bool:
+        return False
+
+    def authorization(self) -> str:
+        return f"Bearer {self._access_token}"
+
+    async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
+        raise AssertionError("a bare bearer token cannot be refreshed")
+
+    def __repr__(self) -> str:
+        return "BearerTokenAuth(access_token=<redacted>)"
+
+
+#: OAuth error codes that mean the authorisation is gone: a user must authorise again.
+_REAUTHORISE = frozenset({"invalid_grant", "invalid_refresh_token"})
+
+
+class OAuth2Auth:
+    """OAuth 2.0 for an integration: the access token and the refresh token that renews it.
+
+        auth = OAuth2Auth(client_id, client_secret, access_token, refresh_token, expires_at,
+                          on_tokens=store_tokens)
+
+    The access token is refreshed `refresh_margin` seconds before `expires_at` (an aware
+    datetime, or None when unknown) and whenever Pleo answers 401; however many requests are
+    waiting, one refresh is made, at `token_url` with the client's credentials in HTTP Basic.
+    Each rotated pair goes to `on_tokens` (a function or a coroutine function) before any
+    request uses it: persist it, because the old refresh token is spent.
+
+    A refresh Pleo refuses with `invalid_grant` or `invalid_refresh_token` raises
+    `ReauthorizationRequired` at once: the refresh token expired, was revoked, or was used
+    twice (which revokes every token of the authorisation). Any other failed refresh raises
+    `AuthenticationError`.
     """
 
     def __init__(
         self,
+        client_id: str,
+        client_secret: str,
         access_token: str,
+        refresh_token: str,
+        expires_at: datetime | None = None,
         *,
-        refresh_token: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
+        on_tokens: Callable[[TokenPair], Awaitable[None] | None] | None = None,
         token_url: str = PRODUCTION_TOKEN_URL,
-        on_refresh: Callable[[TokenPair], Awaitable[None] | None] | None = None,
+        refresh_margin: float = 60.0,
     ) -> None:
-        if not isinstance(access_token, str) or not access_token.strip():
-            raise InvalidInput("access_token", "<redacted>", "must be a non-empty string")
-        if refresh_token is not None and not (client_id and client_secret):
-            raise InvalidInput(
-                "client_id", client_id, "a refresh token needs client_id and client_secret"
-            )
+        for field, value in (
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+            ("access_token", access_token),
+            ("refresh_token", refresh_token),
+        ):
+            if not isinstance(value, str) or not value.strip():
+                shown = value if field == "client_id" else "<redacted>"
+                raise InvalidInput(field, shown, "must be a non-empty string")
+        if expires_at is not None and (
+            not isinstance(expires_at, datetime) or expires_at.utcoffset() is None
+        ):
+            raise InvalidInput("expires_at", expires_at, "must be a timezone-aware datetime")
+        if not isinstance(refresh_margin, int | float) or not refresh_margin >= 0:
+            raise InvalidInput("refresh_margin", refresh_margin, "must be seconds, 0 or more")
+        if on_tokens is not None and not callable(on_tokens):
+            raise InvalidInput("on_tokens", on_tokens, "must be a function of a TokenPair")
+        self._client_id = client_id
+        self._client_authorization = _basic_authorization(client_id, client_secret)
         self._access_token = access_token
         self._refresh_token = refresh_token
-        self._client_id = client_id
-        self._client_secret = client_secret
+        self._refresh_at = (
+            math.inf if expires_at is None else expires_at.timestamp() - float(refresh_margin)
+        )
+        self._refresh_margin = float(refresh_margin)
         self._token_url = require_safe_url("token_url", token_url)
-        self._on_refresh = on_refresh
+        self._on_tokens = on_tokens
         self._generation = 0
         self._lock = asyncio.Lock()
 
@@ -157,7 +240,11 @@ class BearerTokenAuth:
 
     @property
     def refreshable(self) -> bool:
-        return self._refresh_token is not None
+        return True
+
+    @property
+    def needs_refresh(self) -> bool:
+        return time.time() >= self._refresh_at
 
     def authorization(self) -> str:
         return f"Bearer {self._access_token}"
@@ -166,40 +253,50 @@ class BearerTokenAuth:
         async with self._lock:
             if self._generation != stale_generation:
                 return  # another request refreshed while this one waited
-            assert self._refresh_token is not None
-            assert self._client_id is not None
-            assert self._client_secret is not None
             form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
-            client_auth = _basic_authorization(self._client_id, self._client_secret)
+            headers = {"Authorization": self._client_authorization}
             try:
-                async with session.post(
-                    self._token_url, data=form, headers={"Authorization": client_auth}
-                ) as response:
+                async with session.post(self._token_url, data=form, headers=headers) as response:
                     status = response.status
-                    payload = await response.json(content_type=None) if status == 200 else None
+                    payload = await response.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:
                 raise AuthenticationError(
                     401, "TOKEN_REFRESH_FAILED", f"token refresh failed: {type(error).__name__}"
                 ) from None
-            if status != 200 or not isinstance(payload, dict):
+            answer = payload if isinstance(payload, dict) else {}
+            if status != 200:
+                error_code = answer.get("error")
+                if isinstance(error_code, str) and error_code.lower() in _REAUTHORISE:
+                    raise ReauthorizationRequired(
+                        status,
+                        error_code,
+                        "the refresh token was refused: a user must authorise the integration "
+                        "again",
+                    )
                 raise AuthenticationError(
-                    status, "TOKEN_REFRESH_FAILED", "the refresh token was refused; re-authorise"
+                    status, "TOKEN_REFRESH_FAILED", f"token refresh answered HTTP {status}"
                 )
-            access, refresh = payload.get("access_token"), payload.get("refresh_token")
+            access, refresh = answer.get("access_token"), answer.get("refresh_token")
             if not isinstance(access, str) or not isinstance(refresh, str):
                 raise AuthenticationError(
                     status, "TOKEN_REFRESH_FAILED", "the token response lacks the tokens"
                 )
-            expires_in = payload.get("expires_in")
+            expires_in = answer.get("expires_in")
+            lifetime = expires_in if isinstance(expires_in, int) and expires_in > 0 else None
+            expires_at = None
+            if lifetime is not None:
+                expires_at = datetime.now(UTC) + timedelta(seconds=lifetime)
+            pair = TokenPair(access, refresh, lifetime, expires_at)
             self._access_token, self._refresh_token = access, refresh
+            self._refresh_at = (
+                math.inf if expires_at is None else expires_at.timestamp() - self._refresh_margin
+            )
             self._generation += 1
             logger.info("access token refreshed", extra={"token_generation": self._generation})
-            if self._on_refresh is not None:
-                result = self._on_refresh(
-                    TokenPair(access, refresh, expires_in if isinstance(expires_in, int) else None)
-                )
-                if result is not None:
+            if self._on_tokens is not None:
+                result = self._on_tokens(pair)
+                if inspect.isawaitable(result):
                     await result
 
     def __repr__(self) -> str:
-        return f"BearerTokenAuth(access_token=<redacted>, refreshable={self.refreshable})"
+        return f"OAuth2Auth(client_id={self._client_id!r}, credentials=<redacted>)"

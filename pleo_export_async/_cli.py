@@ -87,7 +87,7 @@ async def run_demo(items: int, concurrency: int, failed_fraction: float, seed: i
         async with PleoExportClient(
             fake.base_url, auth=ApiKeyAuth(fake.api_key), max_concurrency=concurrency
         ) as client:
-            (pending,) = await client.list_jobs(statuses=[JobStatus.PENDING])
+            (pending,) = [job async for job in client.jobs(statuses=[JobStatus.PENDING])]
             job = client.job(pending.id)
             await job.start()
             entry_ids = [item.accounting_entry_id async for item in job.items()]

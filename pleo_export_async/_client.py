@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 
 from . import _codec
-from ._auth import ApiKeyAuth, BearerTokenAuth, Credential, require_safe_url
+from ._auth import ApiKeyAuth, BearerTokenAuth, Credential, OAuth2Auth, require_safe_url
 from ._core._classify import ItemErrorClassifier, ItemErrorKind, make_item_error_classifier
 from ._enums import JobStatus
 from ._errors import InvalidInput
 from ._job import JobRun
 from ._ledger import Ledger, MemoryLedger
-from ._models import CursorPage, ExportJob
+from ._models import DataResponse, ExportJob
+from ._pages import checked_page_size, every_item
+from ._report import CompletionOutcome
 from ._retry import RetryPolicy
 from ._transport import Transport, raise_for_response
 from ._validate import enum_member, uuid_string
+from ._workflow import Handler, process_job
 
 PRODUCTION_BASE_URL = "https://external.pleo.io"
 STAGING_BASE_URL = "https://external.staging.pleo.io"
 
 MAX_BATCH_SIZE = 100  # Pleo's documented limit per PUT items request
+_JOBS_PATH = "/v3/export-jobs"
 
 
 class PleoExportClient:
@@ -28,20 +34,30 @@ class PleoExportClient:
 
     `max_concurrency` bounds the requests in flight across every job and endpoint of the client;
     a `Retry-After` from Pleo pauses all of them. `batch_size` (1..100) bounds the items per PUT.
+    `flush_after` (seconds, or None for never) sends a batch that is not full once its oldest
+    update has waited that long, when updates come from an async source: a job expires an hour
+    after its last update, and a slow ERP must not cost it (R16).
     """
 
     def __init__(
         self,
         base_url: str = PRODUCTION_BASE_URL,
         *,
-        auth: ApiKeyAuth | BearerTokenAuth | Credential,
+        auth: ApiKeyAuth | BearerTokenAuth | OAuth2Auth | Credential,
         max_concurrency: int = 8,
         batch_size: int = MAX_BATCH_SIZE,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
         item_error_classifier: ItemErrorClassifier = None,
         ledger: Ledger | None = None,
+        flush_after: float | None = 5.0,
     ) -> None:
+        if flush_after is not None and (
+            not isinstance(flush_after, int | float)
+            or isinstance(flush_after, bool)
+            or not 0 < flush_after < math.inf
+        ):
+            raise InvalidInput("flush_after", flush_after, "must be a positive number of seconds")
         if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 256:
             raise InvalidInput("max_concurrency", max_concurrency, "must be an int in 1..256")
         if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
@@ -50,10 +66,13 @@ class PleoExportClient:
             raise InvalidInput("timeout", timeout, "must be a positive number of seconds")
         for method in ("authorization", "refresh"):
             if not callable(getattr(auth, method, None)):
-                raise InvalidInput("auth", auth, "must be ApiKeyAuth or BearerTokenAuth")
+                raise InvalidInput(
+                    "auth", auth, "must be ApiKeyAuth, BearerTokenAuth or OAuth2Auth"
+                )
         self.base_url = require_safe_url("base_url", base_url)
         self.max_concurrency = max_concurrency
         self.batch_size = batch_size
+        self.flush_after = None if flush_after is None else float(flush_after)
         self.retry = retry or RetryPolicy()
         self.classify_item_error: Callable[[str], ItemErrorKind] = make_item_error_classifier(
             item_error_classifier
@@ -103,28 +122,74 @@ class PleoExportClient:
             reconcile_on_resume=reconcile_on_resume,
         )
 
-    async def list_jobs(
+    async def jobs(
         self,
         *,
         statuses: Iterable[JobStatus | str] = (JobStatus.PENDING,),
         company_id: str | None = None,
-    ) -> list[ExportJob]:
-        """Export jobs in these statuses, oldest first (every page of `GET /v3/export-jobs`)."""
+        page_size: int = 100,
+    ) -> AsyncIterator[ExportJob]:
+        """Export jobs in these statuses, oldest first: every page of `GET /v3/export-jobs`.
+
+        Pleo does not document an order and jobs must be processed oldest first, so every page
+        is read before the first job is yielded. Pass `company_id` for an organisation with
+        several companies.
+        """
         params: dict[str, str | list[str]] = {
-            "limit": "100",
             "statuses": [enum_member("statuses", status, JobStatus).value for status in statuses],
         }
         if company_id is not None:
             params["company_id"] = uuid_string("company_id", company_id)
-        jobs: list[ExportJob] = []
-        path = "/v3/export-jobs"
-        while True:
-            response = await self.transport.request("GET", path, params=params)
-            raise_for_response(response, "GET", path)
-            page = _codec.decode(response.body, CursorPage[ExportJob])
-            jobs.extend(page.data)
-            if not page.pagination.has_next_page or not page.pagination.end_cursor:
-                break
-            params["after"] = page.pagination.end_cursor
-        # Pleo does not document an order; jobs must be processed oldest first.
-        return sorted(jobs, key=lambda job: job.created_at)
+        found = [
+            job
+            async for job in every_item(
+                self.transport,
+                _JOBS_PATH,
+                ExportJob,
+                page_size=checked_page_size(page_size),
+                params=params,
+            )
+        ]
+        for job in sorted(found, key=lambda job: job.created_at):
+            yield job
+
+    async def get_job(self, job_id: str) -> ExportJob:
+        """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`); `JobNotFound` if unknown."""
+        path = f"{_JOBS_PATH}/{uuid_string('job_id', job_id)}"
+        response = await self.transport.request("GET", path)
+        raise_for_response(response, "GET", path)
+        return _codec.decode(response.body, DataResponse[ExportJob]).data
+
+    async def process_job(
+        self,
+        job_id: str,
+        handler: Handler,
+        *,
+        concurrency: int = 8,
+        ledger: Ledger | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> CompletionOutcome | None:
+        """Export one job from start to finish: start or resume it, run `handler` on each item
+        that still needs a result, report the results as they come, and complete the job.
+
+        `handler(item)` gets an `ExportItem` (the item's accounting data) and returns its
+        `ItemUpdate`. An exception it raises, or a result that is not an `ItemUpdate` for that
+        item, fails the item with `unexpected_failure` and the job goes on. At most
+        `concurrency` handler calls run at once.
+
+        With a durable `ledger`, a run after a crash calls the handler only for the items Pleo
+        has no result for. Setting `stop` stops it taking new items: the results already made
+        are sent, nothing is completed, and it returns None; the job can be resumed later. So it
+        does when cancelled, sending no final event (R12).
+
+        Returns the outcome of the job's final event. Raises `JobFinished` if the job was
+        closed by someone else, `MissingContraAccounts` if Pleo gives no export data for it.
+        """
+        return await process_job(
+            self,
+            uuid_string("job_id", job_id),
+            handler,
+            concurrency=concurrency,
+            ledger=ledger,
+            stop=stop,
+        )

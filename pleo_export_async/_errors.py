@@ -89,6 +89,18 @@ class JobNotFound(ApiError):
     """404 EXPORT_NOT_FOUND: Pleo does not know this export job."""
 
 
+class MissingContraAccounts(ApiError):
+    """400 MISSING_CONTRA_ACCOUNTS: the company's contra accounts are not mapped in Pleo.
+
+    Until a bookkeeper maps them, Pleo gives no export data for the job; fail the job
+    (`job.fail(...)`, e.g. with `missing_configuration`) or leave it to expire."""
+
+
+class ReauthorizationRequired(AuthenticationError):
+    """The refresh token was refused for good (`invalid_grant`, `invalid_refresh_token`): a user
+    must authorise the integration again. Retrying cannot help."""
+
+
 class JobFinished(PleoExportError):
     """The export job is final; no further item updates or events are possible."""
 

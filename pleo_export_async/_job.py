@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
@@ -18,6 +19,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -29,18 +31,28 @@ from ._core._batches import Batch
 from ._core._decision import EventChoice, Tally, choose_final_event
 from ._core._tracker import CallRecord, EntryState, ItemTracker
 from ._core._views import AcknowledgedView, IdSetView
-from ._enums import FINAL_JOB_STATUS_OF_EVENT, JobEvent, JobFailureReasonType, JobStatus
+from ._enums import (
+    FINAL_JOB_STATUS_OF_EVENT,
+    ItemFailureReasonType,
+    ItemStatus,
+    JobEvent,
+    JobFailureReasonType,
+    JobStatus,
+)
 from ._errors import (
     ConflictingUpdates,
     IncompleteJob,
     InvalidInput,
     JobFinished,
     JobStateConflict,
+    MissingContraAccounts,
     PleoExportError,
     TransportError,
 )
+from ._export_items import ExportItem
 from ._ledger import JobLedger, Ledger
-from ._models import CursorPage, DataResponse, ExportJob, ExportJobItem, ItemUpdate, JobEventRequest
+from ._models import ExportJob, ExportJobItem, ItemUpdate, JobEventRequest
+from ._pages import checked_page_size, every_item
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
 from ._transport import Response, raise_for_response
 from ._validate import enum_member, optional_text
@@ -54,6 +66,7 @@ ProgressCallback = Callable[[Progress], None]
 
 _FINAL_STATUSES = frozenset(status.value for status in FINAL_JOB_STATUS_OF_EVENT.values())
 _EVENTS_PATH = "/v3/export-job-events"
+_EXPORT_ITEMS_PATH = "/v3/export-items"
 
 
 class JobRun:
@@ -151,11 +164,7 @@ class JobRun:
             if (update := candidates.get(item.accounting_entry_id)) is not None
             and _pleo_holds(item, update)
         ]
-        if landed:
-            body = _codec.encode_item_updates(landed)
-            batch = tracker.record_landed(landed)
-            await job_ledger.record_in_flight(batch, body)
-            await job_ledger.record_acknowledged(batch)
+        await self._record_found(job_ledger, landed)
         logger.info(
             "reconciled %d of %d unconfirmed updates with Pleo",
             len(landed),
@@ -163,6 +172,39 @@ class JobRun:
             extra={"job_id": self.job_id},
         )
         return len(landed)
+
+    async def _record_found(self, job_ledger: JobLedger, held: Sequence[ItemUpdate]) -> None:
+        """Pleo was found to hold these updates: record them as acknowledged, durably."""
+        if not held:
+            return
+        body = _codec.encode_item_updates(held)
+        batch = self._tracker_for(job_ledger).record_landed(held)
+        await job_ledger.record_in_flight(batch, body)
+        await job_ledger.record_acknowledged(batch)
+
+    async def take_in_what_pleo_holds(self, items: Iterable[ExportJobItem]) -> int:
+        """Record as acknowledged the final results Pleo shows for items this job's ledger knows
+        nothing of (sent by a run that kept no durable ledger, say), so that `complete()` counts
+        them. Returns how many it recorded."""
+        job_ledger = await self._open()
+        async with job_ledger.turn():
+            self._raise_if_final()
+            acknowledgements = job_ledger.acknowledgements
+            held = [
+                update
+                for item in items
+                if acknowledgements.acknowledged(item.accounting_entry_id) is None
+                and (update := _update_pleo_holds(item)) is not None
+            ]
+            await self._record_found(job_ledger, held)
+            return len(held)
+
+    def unacknowledged_updates(self) -> list[ItemUpdate]:
+        """The updates this run sent (or meant to) that Pleo has not acknowledged: what an
+        `IncompleteJob` waits for."""
+        if self._tracker is None:
+            return []
+        return list(self._tracker.unacknowledged_updates().values())
 
     async def _settle_pending_event(
         self, job_ledger: JobLedger, request: JobEventRequest, tally: Tally | None = None
@@ -370,10 +412,7 @@ class JobRun:
 
     async def fetch(self) -> ExportJob:
         """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`)."""
-        path = f"/v3/export-jobs/{self.job_id}"
-        response = await self._client.transport.request("GET", path)
-        raise_for_response(response, "GET", path)
-        return _codec.decode(response.body, DataResponse[ExportJob]).data
+        return await self._client.get_job(self.job_id)
 
     async def start(self) -> ExportJob:
         """Send the `started` event (the job becomes in_progress), or accept that it already is.
@@ -394,21 +433,51 @@ class JobRun:
         return await self.fetch()
 
     async def items(
-        self, *, status: str | None = None, page_size: int = 100
-    ) -> AsyncIterator[ExportJobItem]:
-        """Every item of the job at Pleo (all pages of `GET /v3/export-jobs/{jobId}/items`)."""
-        params: dict[str, str | list[str]] = {"limit": str(page_size)}
+        self, *, status: ItemStatus | str | None = None, page_size: int = 100
+    ) -> AsyncGenerator[ExportJobItem, None]:
+        """Every item of the job at Pleo: all pages of `GET /v3/export-jobs/{jobId}/items`, the
+        control layer (each item's status), optionally only those in `status`."""
+        params: dict[str, str | list[str]] = {}
         if status is not None:
-            params["status"] = status
-        while True:
-            response = await self._client.transport.request("GET", self._items_path, params=params)
-            raise_for_response(response, "GET", self._items_path)
-            page = _codec.decode(response.body, CursorPage[ExportJobItem])
-            for item in page.data:
-                yield item
-            if not page.pagination.has_next_page or not page.pagination.end_cursor:
-                return
-            params["after"] = page.pagination.end_cursor
+            params["status"] = enum_member("status", status, ItemStatus).value
+        async for item in every_item(
+            self._client.transport,
+            self._items_path,
+            ExportJobItem,
+            page_size=checked_page_size(page_size),
+            params=params,
+        ):
+            yield item
+
+    async def export_items(self, *, page_size: int = 100) -> AsyncGenerator[ExportItem, None]:
+        """The job's items with their accounting data: all pages of `GET /v3/export-items`, the
+        data layer. Only a pending or in-progress job has them.
+
+        Raises `MissingContraAccounts` (400) when the company's contra accounts are not mapped,
+        and `JobFinished` (422) when the job is no longer running, both with Pleo's message.
+        """
+        async for item in every_item(
+            self._client.transport,
+            _EXPORT_ITEMS_PATH,
+            ExportItem,
+            page_size=checked_page_size(page_size),
+            params={"job_id": self.job_id},
+            raise_for=self._raise_for_export_items,
+        ):
+            yield item
+
+    def _raise_for_export_items(self, response: Response, method: str, path: str) -> None:
+        if response.status == 400 and response.error_type_is("MISSING_CONTRA_ACCOUNTS"):
+            error_type, message = response.exception_info()
+            raise MissingContraAccounts(
+                400, error_type, message, method=method, path=path, attempts=response.attempts
+            )
+        if response.status == 422 and response.error_type_is("EXPORT_JOB_STATUS_UNPROCESSABLE"):
+            _, message = response.exception_info()
+            detail = message or "Pleo gives export items only for running jobs"
+            self._mark_finished(detail)
+            raise JobFinished(self.job_id, detail)
+        raise_for_response(response, method, path)
 
 
 def _outcome(
@@ -449,6 +518,34 @@ def _pleo_holds(item: ExportJobItem, update: ItemUpdate) -> bool:
 _entry_id_of = attrgetter("accounting_entry_id")
 
 
+def _update_pleo_holds(item: ExportJobItem) -> ItemUpdate | None:
+    """The update that would give Pleo's item the final result it shows; None if it has none.
+
+    A failure type this version does not know counts as `unexpected_failure`: it only decides
+    the job's counts and failure type."""
+    try:
+        if item.status == ItemStatus.SUCCESSFUL:
+            return ItemUpdate.successful(
+                item.accounting_entry_id,
+                external_id=item.external_id,
+                external_url=item.external_url,
+                exported_at=item.exported_at,
+            )
+        if item.status == ItemStatus.FAILED:
+            known = item.failure_reason_type in _ITEM_FAILURE_TYPES
+            return ItemUpdate.failed(
+                item.accounting_entry_id,
+                reason=item.failure_reason,
+                reason_type=item.failure_reason_type if known else "unexpected_failure",  # type: ignore[arg-type]
+            )
+    except InvalidInput:
+        return None  # not a result this library could have sent: leave it to Pleo
+    return None
+
+
+_ITEM_FAILURE_TYPES = frozenset(member.value for member in ItemFailureReasonType)
+
+
 def _check_collection(updates: Collection[object]) -> None:
     """Whole-input checks for an in-memory collection, before any request (R1, R14)."""
     distinct = len({_entry_id_of(u) for u in updates if type(u) is ItemUpdate})
@@ -483,13 +580,15 @@ class _UpdateCall:
         self._call: CallRecord = tracker.begin_call(checked=isinstance(updates, Collection))
         self._on_progress = on_progress
         self._sync_source: Iterator[ItemUpdate] | None = None
-        self._async_source: AsyncIterator[ItemUpdate] | None = None
+        self._reader: _AsyncSourceReader | None = None
         if isinstance(updates, AsyncIterable):
-            self._async_source = aiter(updates)
+            # Pulled no further ahead than a batch (R2): in flight, plus one being filled.
+            self._reader = _AsyncSourceReader(aiter(updates), max(1, run._batch_size - 1))
         else:
             self._sync_source = iter(updates)
+        self._flush_after = run._client.flush_after
         self._exhausted = False
-        self._pull_lock = asyncio.Lock()
+        self._pull_lock = asyncio.Lock()  # one worker at a time fills a batch from the reader
         self._stop: BaseException | None = None
         self._requests = 0
         self._retries = 0
@@ -502,10 +601,14 @@ class _UpdateCall:
     async def run(self) -> UpdateReport:
         workers = self._run._client.max_concurrency
         try:
+            if self._reader is not None:
+                self._reader.start()
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
                     group.create_task(self._worker())
         finally:
+            if self._reader is not None:
+                await self._reader.close()
             self._tracker.drop_ready(
                 "not sent: the update call stopped" if self._stop else "not sent: cancelled"
             )
@@ -523,7 +626,8 @@ class _UpdateCall:
         """The next batch to send: leftovers first, topped up from the input; None when done."""
         tracker = self._tracker
         size = self._run._batch_size
-        if self._async_source is None:
+        reader = self._reader
+        if reader is None:
             assert self._sync_source is not None
             batch = tracker.plan(size)  # no await until it is sent: atomic on the event loop
             if not self._exhausted:
@@ -537,14 +641,28 @@ class _UpdateCall:
         async with self._pull_lock:
             batch = tracker.plan(size)
             assert batch.updates is not None
+            # A batch that is not full goes out once its oldest update has waited flush_after
+            # (R16): a slow source never lets the job expire.
+            flush_after = self._flush_after
+            loop = asyncio.get_running_loop()
+            deadline = None
+            if batch.updates and flush_after is not None:
+                deadline = loop.time() + flush_after  # leftovers, answered just now
             try:
                 while not self._exhausted and len(batch.updates) < size:
-                    try:
-                        update = await anext(self._async_source)
-                    except StopAsyncIteration:
+                    pulled = await reader.next(deadline)
+                    if pulled is None:
+                        break  # time to send what there is
+                    pulled_at, update = pulled
+                    if update is _END:
                         self._exhausted = True
                         break
+                    if isinstance(update, _SourceFailed):
+                        self._exhausted = True
+                        raise update.error
                     tracker.offer_pulled(batch, update)
+                    if deadline is None and batch.updates and flush_after is not None:
+                        deadline = pulled_at + flush_after
             except BaseException:
                 self._exhausted = True
                 tracker.give_up(batch, "not sent: the update call stopped")
@@ -706,3 +824,58 @@ def _attach_report(error: BaseException, report: UpdateReport) -> None:
     # An exception type that takes no attributes goes up as it is.
     with contextlib.suppress(AttributeError):
         error.report = report  # type: ignore[attr-defined]
+
+
+_END = object()
+
+
+@attrs.frozen
+class _SourceFailed:
+    """The async input raised this: the call stops, and the caller gets it."""
+
+    error: Exception
+
+
+class _AsyncSourceReader:
+    """Pulls an async input in a task of its own, a little ahead of the workers.
+
+    A worker filling a batch can then stop waiting when the batch must go out (R16) without
+    cancelling the input in the middle of producing an update. Each update keeps the time it
+    was pulled: the batch's clock starts with its oldest update.
+    """
+
+    def __init__(self, source: AsyncIterator[object], ahead: int) -> None:
+        self._source = source
+        self._queue: asyncio.Queue[tuple[float, object]] = asyncio.Queue(maxsize=ahead)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._pull())
+
+    async def _pull(self) -> None:
+        loop = asyncio.get_running_loop()
+        put = self._queue.put
+        try:
+            async for update in self._source:
+                await put((loop.time(), update))
+        except Exception as error:
+            await put((loop.time(), _SourceFailed(error)))
+            return
+        await put((loop.time(), _END))
+
+    async def next(self, deadline: float | None) -> tuple[float, object] | None:
+        """The next update and when it was pulled; None if `deadline` (loop time) passed first."""
+        if deadline is None:
+            return await self._queue.get()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        """Stop pulling: the input is let go (an async generator is closed)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

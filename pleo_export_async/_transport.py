@@ -248,6 +248,10 @@ class Transport:
         params: Mapping[str, str | list[str]] | None,
     ) -> Response:
         session = self.session
+        credential = self.credential
+        if credential.needs_refresh:
+            # About to expire: refresh first (once, whoever else is waiting) than meet a 401.
+            await credential.refresh(session, credential.generation)
         async with self._semaphore:
             if self._gate.paused:
                 await self._gate.wait()

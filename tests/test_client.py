@@ -17,7 +17,9 @@ from pleo_export_async import (
     BearerTokenAuth,
     InvalidInput,
     JobStatus,
+    OAuth2Auth,
     PleoExportClient,
+    ReauthorizationRequired,
     TokenPair,
 )
 from pleo_export_async.testing import FakePleo
@@ -35,6 +37,7 @@ PUBLIC_API = {
     "BearerTokenAuth",
     "CompletionOutcome",
     "ConflictingUpdates",
+    "ExportItem",
     "ExportJob",
     "ExportJobItem",
     "FinalEventRecord",
@@ -56,10 +59,13 @@ PUBLIC_API = {
     "Ledger",
     "LedgerError",
     "MemoryLedger",
+    "MissingContraAccounts",
+    "OAuth2Auth",
     "PermissionDenied",
     "PleoExportClient",
     "PleoExportError",
     "Progress",
+    "ReauthorizationRequired",
     "Rejection",
     "RetryPolicy",
     "SqliteLedger",
@@ -141,12 +147,11 @@ def test_uuid_ids_are_normalised() -> None:
 def test_credentials_never_appear_in_reprs() -> None:
     """repr of credentials, token pairs and the client shows no secret."""
     api_key = ApiKeyAuth("very-secret-key")
-    bearer = BearerTokenAuth(
-        "secret-access", refresh_token="secret-refresh", client_id="id", client_secret="secret-cs"
-    )
+    bearer = BearerTokenAuth("secret-access")
+    oauth = OAuth2Auth("id", "secret-cs", "secret-access", "secret-refresh")
     pair = TokenPair("secret-access", "secret-refresh", 3600)
-    client = PleoExportClient(auth=api_key)
-    texts = [repr(api_key), repr(bearer), repr(pair), repr(client), str(client)]
+    client = PleoExportClient(auth=oauth)
+    texts = [repr(api_key), repr(bearer), repr(oauth), repr(pair), repr(client), str(client)]
     for text in texts:
         assert "secret" not in text
         assert "<redacted>" in text or "PleoExportClient" in text
@@ -175,18 +180,18 @@ async def oauth_fake() -> AsyncIterator[FakePleo]:
 
 
 async def test_an_expired_token_is_refreshed_once_for_all_senders(oauth_fake: FakePleo) -> None:
-    """On 401 the bearer token is refreshed once, however many batches hit it, and the rotated
-    pair is handed to on_refresh; every update still lands exactly once."""
+    """On 401 the OAuth2 access token is refreshed once, however many batches hit it, and the
+    rotated pair is handed to on_tokens; every update still lands exactly once."""
     fake = oauth_fake
     access, refresh = fake.issue_token()
     rotated: list[TokenPair] = []
-    auth = BearerTokenAuth(
+    auth = OAuth2Auth(
+        "connector",
+        "client-secret",
         access,
-        refresh_token=refresh,
-        client_id="connector",
-        client_secret="client-secret",
+        refresh,
+        on_tokens=rotated.append,
         token_url=f"{fake.base_url}/oauth/token",
-        on_refresh=rotated.append,
     )
     job = fake.create_job(items=800)
     async with PleoExportClient(fake.base_url, auth=auth, max_concurrency=8) as client:
@@ -199,25 +204,28 @@ async def test_an_expired_token_is_refreshed_once_for_all_senders(oauth_fake: Fa
     (pair,) = rotated
     assert pair.refresh_token != refresh
     assert pair.access_token != access
+    assert pair.expires_at is not None
     assert fake.journal.resent_after_ack() == {}
 
 
-async def test_a_refused_refresh_token_raises_authentication_error(oauth_fake: FakePleo) -> None:
-    """When the refresh itself is refused, the update fails with AuthenticationError."""
+async def test_a_refused_refresh_token_requires_reauthorisation(oauth_fake: FakePleo) -> None:
+    """When the refresh token is refused, the update raises ReauthorizationRequired, an
+    AuthenticationError, after one try, and the token appears in no message."""
     fake = oauth_fake
     access, _ = fake.issue_token()
-    auth = BearerTokenAuth(
+    auth = OAuth2Auth(
+        "connector",
+        "client-secret",
         access,
-        refresh_token="not-a-real-refresh-token",
-        client_id="connector",
-        client_secret="client-secret",
+        "not-a-real-refresh-token",
         token_url=f"{fake.base_url}/oauth/token",
     )
     fake.expire_access_tokens()
     job = fake.create_job(items=3)
     async with PleoExportClient(fake.base_url, auth=auth) as client:
-        with pytest.raises(AuthenticationError) as raised:
+        with pytest.raises(ReauthorizationRequired) as raised:
             await client.job(job.id).update(successful_updates(job.item_ids))
+    assert isinstance(raised.value, AuthenticationError)
     assert "not-a-real-refresh-token" not in str(raised.value)
     assert fake.journal.count(method="POST", path_prefix="/oauth/token") == 1
 
@@ -234,14 +242,14 @@ async def test_a_bearer_token_without_refresh_raises_on_401(oauth_fake: FakePleo
     assert fake.journal.count(method="PUT") == 1
 
 
-async def test_list_jobs_returns_the_requested_statuses_oldest_first(fake: FakePleo) -> None:
-    """list_jobs filters by status and orders by creation time, as Pleo says to process them."""
+async def test_jobs_yields_the_requested_statuses_oldest_first(fake: FakePleo) -> None:
+    """jobs() filters by status and orders by creation time, as Pleo says to process them."""
     created = []
     for _ in range(3):
         created.append(fake.create_job(items=1, status="pending").id)
         fake.advance_clock(60)
     fake.create_job(items=1, status="completed")
     async with client_for(fake) as client:
-        jobs = await client.list_jobs(statuses=[JobStatus.PENDING])
+        jobs = [job async for job in client.jobs(statuses=[JobStatus.PENDING])]
     assert [job.id for job in jobs] == created
     assert {job.status for job in jobs} == {"pending"}

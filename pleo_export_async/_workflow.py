@@ -1,0 +1,180 @@
+"""`process_job`: the export workflow of one job in one call (rule R17).
+
+Start or resume the job; read which of its items still need a result (the control layer) and
+take in the results Pleo already holds; run the connector's handler on each item's accounting
+data (the data layer), at most `concurrency` at a time; stream the results into `update()` as
+they come, so the first batch goes out long before the last handler call ends; complete the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._enums import ItemFailureReasonType, ItemStatus
+from ._errors import InvalidInput, JobFinished
+from ._export_items import ExportItem
+from ._ledger import Ledger
+from ._models import ItemUpdate
+from ._report import CompletionOutcome
+
+if TYPE_CHECKING:
+    from ._client import PleoExportClient
+    from ._job import JobRun
+
+logger = logging.getLogger("pleo_export_async")
+
+#: The connector's work on one item: post it to the ERP, say how it went.
+Handler = Callable[[ExportItem], Awaitable[ItemUpdate] | ItemUpdate]
+
+#: Item statuses that still need a result from the connector (Pleo's control layer guidance).
+_NEEDS_RESULT = frozenset({ItemStatus.PENDING.value, ItemStatus.IN_PROGRESS.value})
+_REASON_LIMIT = 1000  # characters of an exception's text sent to the bookkeeper
+
+
+async def process_job(
+    client: PleoExportClient,
+    job_id: str,
+    handler: Handler,
+    *,
+    concurrency: int,
+    ledger: Ledger | None,
+    stop: asyncio.Event | None,
+) -> CompletionOutcome | None:
+    if not callable(handler):
+        raise InvalidInput("handler", handler, "must be a function of an ExportItem")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise InvalidInput("concurrency", concurrency, "must be an int of at least 1")
+    run = client.job(job_id, ledger=ledger)
+    try:
+        await run.start()
+    except JobFinished:
+        # Closed already: by this ledger's last run (its outcome), or by someone else (raises).
+        return await run.complete()
+    needed: set[str] = set()
+    settled_at_pleo = []
+    async for item in run.items():
+        if item.status in _NEEDS_RESULT:
+            needed.add(item.accounting_entry_id)
+        else:
+            settled_at_pleo.append(item)
+    await run.take_in_what_pleo_holds(settled_at_pleo)
+    stopped = stop if stop is not None else asyncio.Event()
+    if needed:
+        results = _results(run, needed, handler, concurrency, stopped)
+        report = await run.update(results)
+        if report.unacknowledged and not stopped.is_set():
+            # Their retries ran out in that call: one more round before giving up on them.
+            await run.update(run.unacknowledged_updates())
+    if stopped.is_set():
+        logger.info("stopped before completing the job", extra={"job_id": job_id})
+        return None
+    return await run.complete()
+
+
+@attrs.frozen
+class _End:
+    """The items ran out, or reading them failed with `error`."""
+
+    error: BaseException | None = None
+
+
+async def _results(
+    run: JobRun,
+    needed: set[str],
+    handler: Handler,
+    concurrency: int,
+    stop: asyncio.Event,
+) -> AsyncIterator[ItemUpdate]:
+    """The handler's result for each needed item, in the order they are ready.
+
+    A slot is held from the handler call until its result is taken, so at most `concurrency`
+    items are being handled or waiting to be sent.
+    """
+    slots = asyncio.Semaphore(concurrency)
+    ready: asyncio.Queue[ItemUpdate | _End] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    async def handle(item: ExportItem) -> None:
+        ready.put_nowait(await _result_of(run.job_id, handler, item))
+
+    async def feed() -> None:
+        try:
+            async with (
+                asyncio.TaskGroup() as handling,
+                contextlib.aclosing(run.export_items()) as items,
+            ):
+                async for item in items:
+                    if item.accounting_entry_id not in needed:
+                        continue
+                    await slots.acquire()
+                    if stop.is_set():
+                        slots.release()
+                        break
+                    needed.discard(item.accounting_entry_id)
+                    handling.create_task(handle(item))
+            if not stop.is_set():
+                for entry_id in sorted(needed):
+                    # Pleo listed the item as needing a result but gave no data for it.
+                    await slots.acquire()
+                    ready.put_nowait(
+                        ItemUpdate.failed(
+                            entry_id,
+                            reason="Pleo gave no export data for this item; export it again",
+                            reason_type=ItemFailureReasonType.UNEXPECTED_FAILURE,
+                        )
+                    )
+        except BaseException as error:
+            ready.put_nowait(_End(error))
+            raise
+        ready.put_nowait(_End())
+
+    feeding = loop.create_task(feed())
+    try:
+        while True:
+            result = await ready.get()
+            if isinstance(result, _End):
+                if result.error is not None:
+                    raise result.error
+                return
+            slots.release()
+            yield result
+    finally:
+        if not feeding.done():
+            feeding.cancel()
+        await asyncio.gather(feeding, return_exceptions=True)
+
+
+async def _result_of(job_id: str, handler: Handler, item: ExportItem) -> ItemUpdate:
+    """The handler's update for the item, or a `failed` one saying what went wrong with it."""
+    entry_id = item.accounting_entry_id
+    extra = {"job_id": job_id, "accounting_entry_id": entry_id}
+    try:
+        result = handler(item)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as error:
+        logger.exception("the handler failed on an item; it is reported failed", extra=extra)
+        return _failed(entry_id, f"{type(error).__name__}: {error}" if str(error) else repr(error))
+    if not isinstance(result, ItemUpdate):
+        kind = type(result).__name__
+        logger.error("the handler returned %s, not an ItemUpdate", kind, extra=extra)
+        return _failed(entry_id, f"the connector returned {kind}, not a result")
+    if result.accounting_entry_id != entry_id:
+        logger.error("the handler returned an update for another item", extra=extra)
+        return _failed(entry_id, "the connector returned the result of another item")
+    return result
+
+
+def _failed(entry_id: str, reason: str) -> ItemUpdate:
+    return ItemUpdate.failed(
+        entry_id,
+        reason=reason[:_REASON_LIMIT],
+        reason_type=ItemFailureReasonType.UNEXPECTED_FAILURE,
+    )
