@@ -48,6 +48,7 @@ from ._models import ExportJob, ExportJobItem, ItemUpdate
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
 from ._retry import RetryPolicy
 from ._sqlite_ledger import SqliteLedger
+from ._transport import RequestStats
 from ._version import __version__
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "Progress",
     "ReauthorizationRequired",
     "Rejection",
+    "RequestStats",
     "RetryPolicy",
     "SqliteLedger",
     "TokenPair",

@@ -287,16 +287,23 @@ class OAuth2Auth:
             if lifetime is not None:
                 expires_at = datetime.now(UTC) + timedelta(seconds=lifetime)
             pair = TokenPair(access, refresh, lifetime, expires_at)
-            self._access_token, self._refresh_token = access, refresh
-            self._refresh_at = (
-                math.inf if expires_at is None else expires_at.timestamp() - self._refresh_margin
-            )
-            self._generation += 1
-            logger.info("access token refreshed", extra={"token_generation": self._generation})
-            if self._on_tokens is not None:
-                result = self._on_tokens(pair)
-                if inspect.isawaitable(result):
-                    await result
+            try:
+                # The caller stores the pair before any request uses it: if the process dies
+                # right after, the stored refresh token is the one that still works.
+                if self._on_tokens is not None:
+                    result = self._on_tokens(pair)
+                    if inspect.isawaitable(result):
+                        await result
+            finally:
+                # Kept even if storing failed: Pleo has spent the old refresh token already.
+                self._access_token, self._refresh_token = access, refresh
+                self._refresh_at = (
+                    math.inf
+                    if expires_at is None
+                    else expires_at.timestamp() - self._refresh_margin
+                )
+                self._generation += 1
+                logger.info("access token refreshed", extra={"token_generation": self._generation})
 
     def __repr__(self) -> str:
         return f"OAuth2Auth(client_id={self._client_id!r}, credentials=<redacted>)"

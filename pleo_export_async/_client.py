@@ -16,9 +16,9 @@ from ._job import JobRun
 from ._ledger import Ledger, MemoryLedger
 from ._models import DataResponse, ExportJob
 from ._pages import checked_page_size, every_item
-from ._report import CompletionOutcome
+from ._report import CompletionOutcome, Progress
 from ._retry import RetryPolicy
-from ._transport import Transport, raise_for_response
+from ._transport import RequestStats, Transport, raise_for_response
 from ._validate import enum_member, uuid_string
 from ._workflow import Handler, process_job
 
@@ -122,6 +122,10 @@ class PleoExportClient:
             reconcile_on_resume=reconcile_on_resume,
         )
 
+    def stats(self) -> RequestStats:
+        """What this client has sent so far: requests, retries by cause, requests in flight."""
+        return self.transport.stats()
+
     async def jobs(
         self,
         *,
@@ -168,6 +172,7 @@ class PleoExportClient:
         concurrency: int = 8,
         ledger: Ledger | None = None,
         stop: asyncio.Event | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> CompletionOutcome | None:
         """Export one job from start to finish: start or resume it, run `handler` on each item
         that still needs a result, report the results as they come, and complete the job.
@@ -180,7 +185,8 @@ class PleoExportClient:
         With a durable `ledger`, a run after a crash calls the handler only for the items Pleo
         has no result for. Setting `stop` stops it taking new items: the results already made
         are sent, nothing is completed, and it returns None; the job can be resumed later. So it
-        does when cancelled, sending no final event (R12).
+        does when cancelled, sending no final event (R12). `on_progress` gets a `Progress` after
+        each settled batch, as for `JobRun.update()`.
 
         Returns the outcome of the job's final event. Raises `JobFinished` if the job was
         closed by someone else, `MissingContraAccounts` if Pleo gives no export data for it.
@@ -192,4 +198,5 @@ class PleoExportClient:
             concurrency=concurrency,
             ledger=ledger,
             stop=stop,
+            on_progress=on_progress,
         )

@@ -417,8 +417,14 @@ class JobRun:
     async def start(self) -> ExportJob:
         """Send the `started` event (the job becomes in_progress), or accept that it already is.
 
-        A job found already `in_progress` is resumed, as Pleo's recovery guidance says.
+        A job found already `in_progress` is resumed, as Pleo's recovery guidance says. A job
+        whose final event this ledger recorded raises `JobFinished` with no request.
         """
+        job_ledger = await self._open()
+        record = job_ledger.final_event()
+        if record is not None and record.outcome is not None:
+            self._closed(record.outcome)
+        self._raise_if_final()
         response = await self._post_event(JobEventRequest(JobEvent.STARTED, self.job_id))
         if response.status >= 300:
             if response.status != 422:

@@ -97,6 +97,18 @@ class _Call:
         self.causes[cause] += 1
 
 
+@attrs.frozen
+class RequestStats:
+    """What a client has sent so far, across every job and endpoint: for progress displays and
+    monitoring. Each retried attempt counts as a request, and as a retry by its cause."""
+
+    requests: int
+    retries: int
+    retries_by_cause: Mapping[str, int]
+    in_flight: int
+    max_in_flight: int
+
+
 class RetryAfterGate:
     """Holds every sender of the client until a `Retry-After` pause is over."""
 
@@ -138,6 +150,10 @@ class Transport:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._gate = RetryAfterGate()
         self._session: aiohttp.ClientSession | None = None
+        self._requests = 0
+        self._retries_by_cause: Counter[str] = Counter()
+        self._in_flight = 0
+        self._max_in_flight = 0
         # Built once: backoff keeps each call's state in the call, passed as the argument.
         self._send_with_retries = retry.retrying(_Retryable, self._on_backoff)(self._attempt_call)
 
@@ -193,6 +209,7 @@ class Transport:
             if response.status == 401 and not refreshed and self.credential.refreshable:
                 refreshed = True
                 call.count_failure("http_401_refresh")
+                self._retries_by_cause["http_401_refresh"] += 1
                 await self.credential.refresh(self.session, response.credential_generation)
                 continue
             if call.causes is None:
@@ -221,11 +238,20 @@ class Transport:
         call.attempts += 1
         return await self._attempt(call.method, call.path, call.body, call.params)
 
-    @staticmethod
-    def _on_backoff(details: dict[str, Any]) -> None:
+    def stats(self) -> RequestStats:
+        return RequestStats(
+            requests=self._requests,
+            retries=sum(self._retries_by_cause.values()),
+            retries_by_cause=dict(self._retries_by_cause),
+            in_flight=self._in_flight,
+            max_in_flight=self._max_in_flight,
+        )
+
+    def _on_backoff(self, details: dict[str, Any]) -> None:
         call: _Call = details["args"][0]
         failure: _Retryable = details["exception"]
         call.count_failure(failure.cause)
+        self._retries_by_cause[failure.cause] += 1
         logger.warning(
             "%s %s: %s; retrying in %.2fs",
             call.method,
@@ -255,33 +281,51 @@ class Transport:
         async with self._semaphore:
             if self._gate.paused:
                 await self._gate.wait()
-            generation = self.credential.generation
-            headers = {"Authorization": self.credential.authorization()}
-            if body is not None:
-                headers.update(_JSON_HEADERS)
+            self._requests += 1
+            self._in_flight += 1
+            if self._in_flight > self._max_in_flight:
+                self._max_in_flight = self._in_flight
             try:
-                async with session.request(
-                    method,
-                    self.base_url + path,
-                    data=body,
-                    params=_query(params),
-                    headers=headers,
-                ) as http_response:
-                    status = http_response.status
-                    content = await http_response.read()
-                    retry_after = retry_after_seconds(http_response.headers.get("Retry-After"))
-            except TimeoutError:
-                raise _Retryable("timeout", None, f"no answer within {self.timeout}s") from None
-            except aiohttp.ClientError as error:
-                raise _Retryable(
-                    "connection_error", None, f"connection failed: {type(error).__name__}"
-                ) from None
-            response = Response(status, content, retry_after, generation)
-            if classify_status(status) is Disposition.RETRY:
-                if retry_after is not None:
-                    self._gate.pause(min(retry_after, self.retry.max_elapsed))
-                raise _Retryable(f"http_{status}", response, f"HTTP {status}")
-            return response
+                return await self._send_once(session, method, path, body, params)
+            finally:
+                self._in_flight -= 1
+
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        body: bytes | None,
+        params: Mapping[str, str | list[str]] | None,
+    ) -> Response:
+        """One attempt on the wire: the answer, or `_Retryable` for a transient failure."""
+        generation = self.credential.generation
+        headers = {"Authorization": self.credential.authorization()}
+        if body is not None:
+            headers.update(_JSON_HEADERS)
+        try:
+            async with session.request(
+                method,
+                self.base_url + path,
+                data=body,
+                params=_query(params),
+                headers=headers,
+            ) as http_response:
+                status = http_response.status
+                content = await http_response.read()
+                retry_after = retry_after_seconds(http_response.headers.get("Retry-After"))
+        except TimeoutError:
+            raise _Retryable("timeout", None, f"no answer within {self.timeout}s") from None
+        except aiohttp.ClientError as error:
+            raise _Retryable(
+                "connection_error", None, f"connection failed: {type(error).__name__}"
+            ) from None
+        response = Response(status, content, retry_after, generation)
+        if classify_status(status) is Disposition.RETRY:
+            if retry_after is not None:
+                self._gate.pause(min(retry_after, self.retry.max_elapsed))
+            raise _Retryable(f"http_{status}", response, f"HTTP {status}")
+        return response
 
 
 def _query(params: Mapping[str, str | list[str]] | None) -> list[tuple[str, str]] | None:

@@ -22,7 +22,7 @@ from ._errors import InvalidInput, JobFinished
 from ._export_items import ExportItem
 from ._ledger import Ledger
 from ._models import ItemUpdate
-from ._report import CompletionOutcome
+from ._report import CompletionOutcome, Progress
 
 if TYPE_CHECKING:
     from ._client import PleoExportClient
@@ -46,6 +46,7 @@ async def process_job(
     concurrency: int,
     ledger: Ledger | None,
     stop: asyncio.Event | None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> CompletionOutcome | None:
     if not callable(handler):
         raise InvalidInput("handler", handler, "must be a function of an ExportItem")
@@ -68,10 +69,10 @@ async def process_job(
     stopped = stop if stop is not None else asyncio.Event()
     if needed:
         results = _results(run, needed, handler, concurrency, stopped)
-        report = await run.update(results)
+        report = await run.update(results, on_progress=on_progress)
         if report.unacknowledged and not stopped.is_set():
             # Their retries ran out in that call: one more round before giving up on them.
-            await run.update(run.unacknowledged_updates())
+            await run.update(run.unacknowledged_updates(), on_progress=on_progress)
     if stopped.is_set():
         logger.info("stopped before completing the job", extra={"job_id": job_id})
         return None
@@ -105,20 +106,28 @@ async def _results(
         ready.put_nowait(await _result_of(run.job_id, handler, item))
 
     async def feed() -> None:
+        failure: Exception | None = None
         try:
-            async with (
-                asyncio.TaskGroup() as handling,
-                contextlib.aclosing(run.export_items()) as items,
-            ):
-                async for item in items:
-                    if item.accounting_entry_id not in needed:
-                        continue
-                    await slots.acquire()
-                    if stop.is_set():
-                        slots.release()
-                        break
-                    needed.discard(item.accounting_entry_id)
-                    handling.create_task(handle(item))
+            async with asyncio.TaskGroup() as handling:
+                try:
+                    async with contextlib.aclosing(run.export_items()) as items:
+                        async for item in items:
+                            if item.accounting_entry_id not in needed:
+                                continue
+                            await slots.acquire()
+                            if stop.is_set():
+                                slots.release()
+                                break
+                            needed.discard(item.accounting_entry_id)
+                            handling.create_task(handle(item))
+                except Exception as error:
+                    # Reading the items failed (MissingContraAccounts, say): the items being
+                    # handled still finish and are sent; then the stream raises this error, as
+                    # itself, not wrapped in the task group's ExceptionGroup.
+                    failure = error
+            if failure is not None:
+                ready.put_nowait(_End(failure))
+                return
             if not stop.is_set():
                 for entry_id in sorted(needed):
                     # Pleo listed the item as needing a result but gave no data for it.

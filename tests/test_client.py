@@ -67,6 +67,7 @@ PUBLIC_API = {
     "Progress",
     "ReauthorizationRequired",
     "Rejection",
+    "RequestStats",
     "RetryPolicy",
     "SqliteLedger",
     "TokenPair",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -132,12 +133,12 @@ def paginate(
     request: PageRequest,
 ) -> tuple[list[Record], dict[str, Any]]:
     """One page of ``records`` (sorted by ordinal) and its ``CursorPageInfo``."""
-    ordinals = [ordinal(record) for record in records]
+    # Records are sorted by ordinal: a cursor is found by bisection, not by a scan per page.
     if request.after is not None:
-        low = next((i for i, o in enumerate(ordinals) if o > request.after), len(records))
+        low = bisect.bisect_right(records, request.after, key=ordinal)
         high = min(low + request.limit, len(records))
     elif request.before is not None:
-        high = next((i for i, o in enumerate(ordinals) if o >= request.before), len(records))
+        high = bisect.bisect_left(records, request.before, key=ordinal)
         low = max(high - request.limit, 0)
     else:
         low = min(request.offset or 0, len(records))
@@ -150,6 +151,6 @@ def paginate(
         "total": len(records),
     }
     if page:
-        info["startCursor"] = encode_cursor(ordinals[low])
-        info["endCursor"] = encode_cursor(ordinals[high - 1])
+        info["startCursor"] = encode_cursor(ordinal(records[low]))
+        info["endCursor"] = encode_cursor(ordinal(records[high - 1]))
     return page, info

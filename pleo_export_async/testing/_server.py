@@ -574,6 +574,7 @@ class FakePleo:
         pending_blocks_create: bool = True,
         missing_contra_accounts: bool = False,
         max_items_per_update: int = _spec.MAX_ITEMS_PER_UPDATE,
+        access_token_lifetime: int = _spec.ACCESS_TOKEN_LIFETIME_SECONDS,
     ) -> None:
         if not 0 <= page_size_default <= page_size_max:
             raise ValueError("page sizes need 0 <= page_size_default <= page_size_max")
@@ -601,7 +602,9 @@ class FakePleo:
                 pending_blocks_create=pending_blocks_create,
             ),
         )
-        self._tokens = TokenStore(self._clock)
+        # Access tokens expire after this many seconds of the fake's clock; refresh tokens live
+        # until they are used (once) or their authorisation is revoked.
+        self._tokens = TokenStore(self._clock, access_lifetime=access_token_lifetime)
         self._decider = FaultDecider(seed)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None

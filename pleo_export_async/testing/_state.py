@@ -114,7 +114,8 @@ class Job:
     failure_reason_type: str | None = None
     items: dict[str, JobItem] = attrs.field(factory=dict)
     # GET /v3/export-items payloads, generated on first request and then fixed.
-    export_items: list[dict[str, Any]] | None = None
+    #: (ordinal, ExportItemV3) of each item, made on the first read and kept.
+    export_items: list[tuple[int, dict[str, Any]]] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -423,12 +424,15 @@ class State:
             factory = self._item_factory(job.company_id)
             rng = random.Random(f"{self._seed}:export-items:{job.id}")
             job.export_items = [
-                factory.build(
-                    entry_id, rng=rng, vendor_based_bookkeeping=job.vendor_based_bookkeeping
+                (
+                    ordinal,
+                    factory.build(
+                        entry_id, rng=rng, vendor_based_bookkeeping=job.vendor_based_bookkeeping
+                    ),
                 )
-                for entry_id in job.items
+                for ordinal, entry_id in enumerate(job.items)
             ]
-        return list(enumerate(job.export_items))
+        return job.export_items
 
     def running_export_items(self) -> list[tuple[int, dict[str, Any]]]:
         """(ordinal, ExportItemV3) across every running job: GET export-items without job_id."""
