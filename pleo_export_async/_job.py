@@ -219,6 +219,15 @@ class JobRun:
             self._mark_finished(f"it is already {status}")
         return status
 
+    async def recorded_outcome(self) -> CompletionOutcome | None:
+        """How the job was closed, if this JobRun or its ledger knows: read from the ledger,
+        with no request. None while the ledger has no delivered final event for the job."""
+        job_ledger = await self._open()
+        record = job_ledger.final_event()
+        if record is not None and record.outcome is not None:
+            self._closed(record.outcome)
+        return self._outcome
+
     def _raise_if_final(self) -> None:
         if self._outcome is not None:
             raise JobFinished(self.job_id, f"the {self._outcome.event.value} event was sent")
@@ -420,10 +429,7 @@ class JobRun:
         A job found already `in_progress` is resumed, as Pleo's recovery guidance says. A job
         whose final event this ledger recorded raises `JobFinished` with no request.
         """
-        job_ledger = await self._open()
-        record = job_ledger.final_event()
-        if record is not None and record.outcome is not None:
-            self._closed(record.outcome)
+        await self.recorded_outcome()
         self._raise_if_final()
         response = await self._post_event(JobEventRequest(JobEvent.STARTED, self.job_id))
         if response.status >= 300:

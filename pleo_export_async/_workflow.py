@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._enums import ItemFailureReasonType, ItemStatus
+from ._enums import ItemFailureReasonType, ItemStatus, JobStatus
 from ._errors import InvalidInput, JobFinished
 from ._export_items import ExportItem
 from ._ledger import Ledger
@@ -53,11 +53,21 @@ async def process_job(
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise InvalidInput("concurrency", concurrency, "must be an int of at least 1")
     run = client.job(job_id, ledger=ledger)
-    try:
-        await run.start()
-    except JobFinished:
-        # Closed already: by this ledger's last run (its outcome), or by someone else (raises).
+    recorded = await run.recorded_outcome()
+    if recorded is not None:
+        return recorded  # this ledger's last run closed it: nothing is sent
+    status = (await run.fetch()).status
+    if status == JobStatus.PENDING:
+        try:
+            await run.start()
+        except JobFinished:
+            return await run.complete()  # closed meanwhile: its outcome here, or it raises
+    elif status != JobStatus.IN_PROGRESS:
+        # Closed: by this ledger's last run while its event's answer was lost (complete()
+        # finds it delivered), or by someone else (it raises JobFinished, sending nothing).
+        run._mark_finished(f"it is {status}")
         return await run.complete()
+    # An in_progress job is resumed without sending `started` again (§7.1).
     needed: set[str] = set()
     settled_at_pleo = []
     async for item in run.items():

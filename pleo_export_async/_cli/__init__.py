@@ -23,7 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import click
 
     try:
-        cli.main(
+        # Not in standalone mode, click returns a command's exit code instead of exiting.
+        code = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="pleo-export",
             standalone_mode=False,
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         print("pleo-export: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

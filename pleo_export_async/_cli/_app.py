@@ -14,6 +14,7 @@ import logging
 import os
 import traceback
 from collections.abc import Coroutine
+from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -162,11 +163,12 @@ def _show_jobs(output: Output, found: list[ExportJob], as_json: bool) -> None:
     if as_json:
         output.document([attrs.asdict(job) for job in found])
         return
-    table = Table("job", "status", "items", "created", "company")
+    table = Table("job", "status", "items", "created (UTC)")
+    for column in table.columns[:2]:
+        column.no_wrap = True  # an ID is copied from here: never cut it
     for job in found:
-        table.add_row(
-            job.id, job.status, str(job.number_of_items), job.created_at.isoformat(), job.company_id
-        )
+        created = job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(job.id, job.status, f"{job.number_of_items:,}", created)
     output.display.print(table)
 
 
@@ -197,6 +199,7 @@ def _show_items(output: Output, found: list[ExportJobItem], as_json: bool) -> No
         output.document([attrs.asdict(item) for item in found])
         return
     table = Table("item", "status", "external ID", "failure")
+    table.columns[0].no_wrap = True
     for item in found:
         failure = (
             f"{item.failure_reason_type}: {item.failure_reason}" if item.failure_reason_type else ""
@@ -333,7 +336,15 @@ def complete(ctx: click.Context, job_id: str, event: str | None, ledger: Path | 
         try:
             async with _client(settings) as client:
                 run = client.job(job_id, ledger=store)
-                await run.take_in_what_pleo_holds([item async for item in run.items()])
+                recorded = await run.recorded_outcome()
+                if recorded is None:
+                    status = (await run.fetch()).status
+                    if status not in (JobStatus.PENDING, JobStatus.IN_PROGRESS):
+                        settings.output.display.print(f"job {job_id} is already {status}")
+                        return (
+                            ExitCode.DONE if status == JobStatus.COMPLETED else ExitCode.WITH_ERRORS
+                        )
+                    await run.take_in_what_pleo_holds([item async for item in run.items()])
                 outcome = await run.complete(event=event)
                 _show_outcome(settings.output, outcome)
                 return _code_of_outcome(outcome)

@@ -44,4 +44,6 @@ class Output:
 
     def error(self, message: str) -> None:
         """One clear line on stderr."""
-        self.stderr.print(f"pleo-export: error: {message}", markup=False, highlight=False)
+        self.stderr.print(
+            f"pleo-export: error: {message}", markup=False, highlight=False, soft_wrap=True
+        )

@@ -1,0 +1,389 @@
+"""A connector service: exports Pleo's export jobs, one at a time, into a stand-in ERP.
+
+    PLEO_API_KEY=... python examples/connector.py --base-url http://127.0.0.1:8080 \\
+        --ledger connector.sqlite3
+
+It polls `GET /v3/export-jobs` for `in_progress` and `pending` jobs and takes one at a time:
+an `in_progress` job first (one it was working on when it last stopped), then the oldest
+`pending` one. Each job goes through `client.process_job(...)`, which starts or resumes it,
+calls `post_to_erp` on every item that still needs a result, reports the results in batches,
+and sends the job's final event once. The `SqliteLedger` file remembers what Pleo acknowledged,
+so a restarted connector resends nothing and calls the ERP only for the items left.
+
+SIGTERM or SIGINT stops it gracefully: it takes no new item, lets the batches in flight settle,
+sends no final event for the unfinished job (which stays `in_progress` for the next start),
+closes the ledger and the client, and exits 0. A second signal cancels what is still in flight.
+
+Output: one JSON line per job on stdout (job ID, the final event sent or "stopped", counts,
+duration); everything else goes to stderr. The API key is read from PLEO_API_KEY only, never
+from the command line, and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pleo_export_async import (
+    ApiKeyAuth,
+    AuthenticationError,
+    ExportItem,
+    ExportJob,
+    InvalidInput,
+    ItemFailureReasonType,
+    ItemUpdate,
+    JobFailureReasonType,
+    JobStatus,
+    LedgerError,
+    MissingContraAccounts,
+    PermissionDenied,
+    PleoExportClient,
+    PleoExportError,
+    SqliteLedger,
+)
+
+log = logging.getLogger("connector")
+#: One JSON line per job, on stdout.
+job_log = logging.getLogger("connector.jobs")
+
+# ---- the stand-in ERP ----------------------------------------------------------------------
+
+#: Account codes in the stand-in ERP's chart of accounts. The fake Pleo also books to 6310
+#: (Rent), which this ERP lacks, so some items fail as they would against a real one.
+ERP_ACCOUNTS = frozenset({"6540", "6800", "7010", "7130", "7140", "7780"})
+#: Vendor codes the stand-in ERP has blocked.
+BLOCKED_VENDORS = frozenset({"V1003"})
+ERP_URL = "https://erp.example.com/journal-entries"
+
+
+def erp_result(item: ExportItem) -> ItemUpdate:
+    """What the stand-in ERP answers for this item; the same every time for the same item.
+
+    The checks and messages follow Pleo's guide to failure reasons (pleo-export-api.md §8.2).
+    """
+    entry_id = item.accounting_entry_id
+    lines = item.accounting_entry_lines
+    if not lines or lines[0].account is None:
+        category = item.supplier.category_code if item.supplier else None
+        subject = f"category {category}" if category else f"{item.type} expenses"
+        return ItemUpdate.failed(
+            entry_id,
+            reason=(
+                f"Account for {subject} missing: provide the expense account for {subject} "
+                "in the configurations"
+            ),
+            reason_type=ItemFailureReasonType.MISSING_CONFIGURATION,
+        )
+    for line in lines:
+        code = line.account.code if line.account is not None else None
+        if code is not None and code not in ERP_ACCOUNTS:
+            return ItemUpdate.failed(
+                entry_id,
+                reason=(
+                    f"Account No. {code} does not exist in the Accounting System. Check Category."
+                ),
+                reason_type=ItemFailureReasonType.ACCOUNT_UNKNOWN,
+            )
+    if item.vendor is not None and item.vendor.code in BLOCKED_VENDORS:
+        return ItemUpdate.failed(
+            entry_id,
+            reason=(
+                "Selected vendor cannot be processed because it does not exist or is currently "
+                "blocked. Please verify the vendor's status in the accounting system and try again."
+            ),
+            reason_type=ItemFailureReasonType.VENDOR_UNKNOWN,
+        )
+    # A real ERP also says when it booked the entry: pass that as `exported_at`. Left out here
+    # so that every run sends the same updates.
+    external_id = f"JE-{zlib.crc32(entry_id.encode()) % 10**8:08d}"
+    return ItemUpdate.successful(
+        entry_id, external_id=external_id, external_url=f"{ERP_URL}/{external_id}"
+    )
+
+
+async def post_to_erp(item: ExportItem) -> ItemUpdate:
+    """Book the item in the stand-in ERP: a short wait, as for a network call, then its answer."""
+    await asyncio.sleep(0.004 + (zlib.crc32(item.accounting_entry_id.encode()) % 12) / 1000)
+    return erp_result(item)
+
+
+# ---- the service ---------------------------------------------------------------------------
+
+
+class Fatal(Exception):
+    """Retrying cannot help (credentials refused, ledger unusable): the connector exits 1."""
+
+
+async def next_job(
+    client: PleoExportClient, company_id: str | None, skip: set[str]
+) -> ExportJob | None:
+    """The job to work on next: an in_progress one (to resume) before the oldest pending one
+    (Pleo's detection guidance, pleo-export-api.md §4.1 and §7.1)."""
+    found = [
+        job
+        async for job in client.jobs(
+            statuses=(JobStatus.IN_PROGRESS, JobStatus.PENDING), company_id=company_id
+        )
+        if job.id not in skip
+    ]
+    # jobs() yields oldest first; min() keeps that order among jobs of the same status.
+    return min(found, key=lambda job: job.status != JobStatus.IN_PROGRESS, default=None)
+
+
+async def export_job(
+    client: PleoExportClient,
+    ledger: SqliteLedger,
+    job: ExportJob,
+    *,
+    stop: asyncio.Event,
+    concurrency: int,
+) -> bool:
+    """Export one job (or until `stop` is set) and log its line; False if an error stopped it."""
+    handled: Counter[str] = Counter()
+
+    async def handler(item: ExportItem) -> ItemUpdate:
+        update = await post_to_erp(item)
+        handled[update.status.value] += 1
+        return update
+
+    started = time.monotonic()
+
+    def log_line(message: str, **details: object) -> None:
+        fields = {
+            "job_id": job.id,
+            "resumed": job.status == JobStatus.IN_PROGRESS,
+            **details,
+            "handled_successful": handled["successful"],
+            "handled_failed": handled["failed"],
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        job_log.info(message, extra={"fields": fields})
+
+    try:
+        try:
+            outcome = await client.process_job(
+                job.id, handler, concurrency=concurrency, ledger=ledger, stop=stop
+            )
+        except MissingContraAccounts:
+            # Pleo gives no export data until a bookkeeper maps the contra accounts: say so.
+            outcome = await client.job(job.id, ledger=ledger).fail(
+                "Contra accounts are not mapped in Pleo: map them, then export again",
+                JobFailureReasonType.MISSING_CONFIGURATION,
+            )
+    except asyncio.CancelledError:
+        log_line("export job cancelled; it stays in_progress", event="cancelled")
+        raise
+    except PleoExportError as error:
+        log_line("export job interrupted", event=None, error=f"{type(error).__name__}: {error}")
+        if isinstance(error, AuthenticationError | PermissionDenied | LedgerError):
+            raise Fatal(f"{type(error).__name__}: {error}") from error
+        # Transient trouble that outlasted the retries, or the job closed by someone else:
+        # the job keeps its status, and the next poll takes it up again if it is still open.
+        return False
+    if outcome is None:
+        log_line("export job stopped before its end; it stays in_progress", event="stopped")
+    else:
+        log_line(
+            f"export job closed: {outcome.event.value}",
+            event=outcome.event.value,
+            already_delivered=outcome.already_delivered,
+            successful=outcome.successful,
+            failed=outcome.failed,
+            rejected=outcome.rejected,
+            failure_reason=outcome.failure_reason,
+        )
+    return True
+
+
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def serve(arguments: argparse.Namespace, api_key: str) -> int:
+    """Poll and export until stopped (or, with --once, until no job is left); the exit code."""
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    polling: asyncio.Task[ExportJob | None] | None = None
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("%s: stopping once the batches in flight have settled", signum.name)
+            stop.set()
+            if polling is not None:
+                polling.cancel()  # a poll has nothing to settle, not even in its retries
+        else:
+            log.warning("%s again: cancelling the requests in flight", signum.name)
+            main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    once: bool = arguments.once
+    attempted: set[str] = set()  # with --once, each job gets one attempt
+    failures = 0
+    try:
+        client = PleoExportClient(arguments.base_url, auth=ApiKeyAuth(api_key))
+    except InvalidInput as error:
+        log.error("%s", error)
+        return 2
+    try:
+        async with SqliteLedger(arguments.ledger) as ledger, client:
+            log.info("exporting from %s, ledger %s", client.base_url, ledger.path)
+            while not stop.is_set():
+                polling = asyncio.create_task(next_job(client, arguments.company_id, attempted))
+                try:
+                    job = await polling
+                except asyncio.CancelledError:
+                    if polling.cancelled() and not main_task.cancelling():
+                        break  # stopped while polling
+                    raise
+                except (AuthenticationError, PermissionDenied) as error:
+                    raise Fatal(f"{type(error).__name__}: {error}") from error
+                except PleoExportError as error:
+                    log.warning("could not list the export jobs: %s", error)
+                    if once:
+                        return 1
+                    await sleep_unless_stopped(stop, arguments.poll_seconds)
+                    continue
+                finally:
+                    polling = None
+                if stop.is_set():
+                    break
+                if job is None:
+                    if once:
+                        break
+                    await sleep_unless_stopped(stop, arguments.poll_seconds)
+                    continue
+                if once:
+                    attempted.add(job.id)
+                if not await export_job(
+                    client, ledger, job, stop=stop, concurrency=arguments.concurrency
+                ):
+                    failures += 1
+                    if not once:
+                        await sleep_unless_stopped(stop, arguments.poll_seconds)
+    except (Fatal, LedgerError) as error:
+        log.error("cannot go on: %s", error)
+        return 1
+    except asyncio.CancelledError:
+        log.warning("cancelled: an unfinished job stays in_progress, with no final event")
+        return 1
+    log.info("stopped" if stop.is_set() else "no export job left")
+    return 1 if once and failures else 0
+
+
+# ---- configuration and logging -------------------------------------------------------------
+
+
+class JsonLines(logging.Formatter):
+    """A log record as one JSON object: time, level, message and the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        return json.dumps(line)
+
+
+def configure_logging() -> None:
+    """Job lines as JSON on stdout; the connector's other messages and the library's warnings
+    on stderr."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pleo_export_async").setLevel(logging.WARNING)
+    log.setLevel(logging.INFO)
+    lines = logging.StreamHandler(sys.stdout)
+    lines.setFormatter(JsonLines())
+    job_log.addHandler(lines)
+    job_log.propagate = False
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {value!r}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return number
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Export Pleo's export jobs into a stand-in ERP, one job at a time.",
+        epilog="The API key is read from PLEO_API_KEY. SIGTERM or SIGINT stops gracefully.",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("PLEO_BASE_URL"),
+        help="Pleo's API, e.g. https://external.pleo.io (default: $PLEO_BASE_URL)",
+    )
+    parser.add_argument("--ledger", required=True, help="SQLite file of the acknowledgements")
+    parser.add_argument(
+        "--poll-seconds",
+        type=_positive_float,
+        default=30.0,
+        help="wait between polls when there is no job (default: 30)",
+    )
+    parser.add_argument(
+        "--company-id", type=_uuid, help="only this company's jobs (default: every company)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        help="items posted to the ERP at once (default: 8)",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="export the jobs there are now, then exit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    if not arguments.base_url:
+        parser().error("give --base-url or set PLEO_BASE_URL")
+    api_key = os.environ.get("PLEO_API_KEY", "")
+    if not api_key:
+        parser().error("set PLEO_API_KEY to the API key")
+    configure_logging()
+    return asyncio.run(serve(arguments, api_key))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
