@@ -39,7 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pleo-export: interrupted", file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Coroutine
 from datetime import UTC
@@ -116,8 +117,15 @@ def cli(ctx: click.Context, base_url: str | None, staging: bool, debug: bool) ->
         raise click.UsageError("give --base-url or --staging, not both")
     url = base_url or (STAGING_BASE_URL if staging else PRODUCTION_BASE_URL)
     output = Output()
-    # The library's warnings (retries, odd answers) as one line each, on stderr.
-    handler = RichHandler(console=output.stderr, show_time=False, show_path=False)
+    # The library's warnings (retries, odd answers) on stderr: styled for a person at a terminal,
+    # one unwrapped line each when stderr goes to a file or a log collector.
+    handler: logging.Handler
+    if output.stderr.is_terminal:
+        handler = RichHandler(console=output.stderr, show_time=False, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     ctx.obj = Settings(url, debug, output)
 

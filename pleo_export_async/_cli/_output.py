@@ -7,6 +7,7 @@ colour out when `NO_COLOR` is set or the output is not a terminal.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import sys
@@ -39,7 +40,7 @@ class Output:
 
     def document(self, value: Any) -> None:
         """The one JSON document of a `--json` run, on stdout."""
-        sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(value, indent=2, default=_rfc3339) + "\n")
         sys.stdout.flush()
 
     def error(self, message: str) -> None:
@@ -47,3 +48,9 @@ class Output:
         self.stderr.print(
             f"pleo-export: error: {message}", markup=False, highlight=False, soft_wrap=True
         )
+
+
+def _rfc3339(value: object) -> str:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)

@@ -57,7 +57,8 @@ class Results:
 def read_results(path: Path) -> Results:
     """Every update of the file, or every problem with it (then nothing is to be sent)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte order mark.
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         return Results([], [LineError(1, f"the file is not UTF-8 text: {error.reason}")])
     rows = _csv_rows(text) if _is_csv(path, text) else _json_rows(text)
