@@ -106,7 +106,12 @@ class PleoExportClient:
         await self.transport.close()
 
     def job(
-        self, job_id: str, *, ledger: Ledger | None = None, reconcile_on_resume: bool = True
+        self,
+        job_id: str,
+        *,
+        ledger: Ledger | None = None,
+        reconcile_on_resume: bool = True,
+        wait: bool = True,
     ) -> JobRun:
         """A JobRun for this export job. JobRuns that share a ledger never resend each other's
         acknowledged updates; by default they share the client's ledger.
@@ -114,12 +119,19 @@ class PleoExportClient:
         With a durable ledger that shows batches in flight when the last process stopped, the
         first call asks Pleo which of them landed (`JobRun.reconcile()`), unless
         `reconcile_on_resume=False`.
+
+        The JobRuns of a ledger take turns at the job; with `PostgresLedger` so do the workers
+        of every process sharing its database. A call waits for its turn, unless `wait=False`:
+        then it raises `JobLeased` at once if another holds the job.
         """
+        if not isinstance(wait, bool):
+            raise InvalidInput("wait", wait, "must be True or False")
         return JobRun(
             self,
             uuid_string("job_id", job_id),
             ledger or self.ledger,
             reconcile_on_resume=reconcile_on_resume,
+            wait=wait,
         )
 
     def stats(self) -> RequestStats:
@@ -173,6 +185,7 @@ class PleoExportClient:
         ledger: Ledger | None = None,
         stop: asyncio.Event | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        wait: bool = True,
     ) -> CompletionOutcome | None:
         """Export one job from start to finish: start or resume it, run `handler` on each item
         that still needs a result, report the results as they come, and complete the job.
@@ -188,6 +201,10 @@ class PleoExportClient:
         does when cancelled, sending no final event (R12). `on_progress` gets a `Progress` after
         each settled batch, as for `JobRun.update()`.
 
+        The job is held for the whole call (`JobRun.hold()`): another worker sharing the ledger
+        that processes the same job waits until this call ends, then finds the job closed; with
+        `wait=False` it raises `JobLeased` at once instead.
+
         Returns the outcome of the job's final event. Raises `JobFinished` if the job was
         closed by someone else, `MissingContraAccounts` if Pleo gives no export data for it.
         """
@@ -199,4 +216,5 @@ class PleoExportClient:
             ledger=ledger,
             stop=stop,
             on_progress=on_progress,
+            wait=wait,
         )

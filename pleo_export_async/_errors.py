@@ -140,7 +140,28 @@ class UnexpectedResponse(PleoExportError):
 
 
 class LedgerError(PleoExportError):
-    """The ledger cannot be opened or written: a corrupt file or an unknown schema version."""
+    """The ledger cannot be opened or written: a corrupt file, an unknown schema version, or a
+    database that cannot be reached."""
+
+
+class JobLeased(PleoExportError):
+    """Another worker holds the job's lease, and the call was told not to wait (`wait=False`)."""
+
+    def __init__(self, job_id: str, holder: str, detail: str = "") -> None:
+        self.job_id = job_id
+        self.holder = holder
+        suffix = f" {detail}" if detail else ""
+        super().__init__(f"export job {job_id} is being worked by {holder}{suffix}")
+
+
+class LeaseLost(LedgerError):
+    """This worker no longer holds the job's lease (its renewals failed, or it expired and
+    another worker took the job): it sent nothing more for the job. Another worker resumes it
+    from the ledger."""
+
+    def __init__(self, job_id: str, detail: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"lost the lease on export job {job_id}: {detail}")
 
 
 def _short_repr(value: object, limit: int = 80) -> str:

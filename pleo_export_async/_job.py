@@ -21,6 +21,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import AbstractAsyncContextManager
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -84,10 +85,15 @@ class JobRun:
         ledger: Ledger,
         *,
         reconcile_on_resume: bool = True,
+        wait: bool = True,
     ) -> None:
         self.job_id = job_id
         self._reconcile_on_resume = reconcile_on_resume
+        self._wait = wait
         self._resumed = False
+        self._epoch = 0  # of the job ledger's records this run last prepared from
+        self._holding = False
+        self._held_calls = asyncio.Lock()  # the calls made while the job is held take turns
         self._client = client
         self._ledger = ledger
         self._job_ledger: JobLedger | None = None
@@ -111,6 +117,36 @@ class JobRun:
             self._job_ledger = await self._ledger.open_job(self.job_id)
         return self._job_ledger
 
+    def _turn(self, job_ledger: JobLedger) -> AbstractAsyncContextManager[object]:
+        """The job's turn for one call: the ledger's, or, while `hold()` keeps it, this run's."""
+        if self._holding:
+            return self._held_calls
+        return job_ledger.turn(wait=self._wait)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, wait: bool | None = None) -> AsyncIterator[JobRun]:
+        """Keep the job's turn (with a shared ledger, its lease) across several calls:
+
+            async with job.hold():
+                await job.update(updates)
+                await job.complete()
+
+        Other JobRuns and workers of the ledger wait until the block ends; with `wait=False`
+        (default: as given to `client.job`), raises `JobLeased` at once if one of them holds the
+        job. Without it, each call takes the turn for itself, and another worker may work the job
+        between two calls (this run then picks up what that worker did).
+        """
+        job_ledger = await self._open()
+        if self._holding:
+            yield self  # held already, by an enclosing block
+            return
+        async with job_ledger.turn(wait=self._wait if wait is None else wait):
+            self._holding = True
+            try:
+                yield self
+            finally:
+                self._holding = False
+
     def _tracker_for(self, job_ledger: JobLedger) -> ItemTracker:
         """This run's tracker; only asked for while the job is open."""
         if self._tracker is None:
@@ -124,6 +160,12 @@ class JobRun:
     async def _prepare(self, job_ledger: JobLedger) -> None:
         """Pick up what the ledger knows and, the first time, where a crashed process left off
         (R13). Callers hold the job's turn, so nothing is in flight while this runs."""
+        if job_ledger.epoch != self._epoch:
+            # Another process worked the job since this run last did: resume from its records.
+            self._epoch = job_ledger.epoch
+            self._resumed = False
+            if self._tracker is not None:
+                self._tracker.catch_up()
         record = job_ledger.final_event()
         if record is not None and record.outcome is not None:
             self._closed(record.outcome)
@@ -148,7 +190,7 @@ class JobRun:
         the fields we sent. Returns how many updates it marked acknowledged.
         """
         job_ledger = await self._open()
-        async with job_ledger.turn():
+        async with self._turn(job_ledger):
             self._raise_if_final()
             return await self._reconcile(job_ledger)
 
@@ -187,7 +229,7 @@ class JobRun:
         nothing of (sent by a run that kept no durable ledger, say), so that `complete()` counts
         them. Returns how many it recorded."""
         job_ledger = await self._open()
-        async with job_ledger.turn():
+        async with self._turn(job_ledger):
             self._raise_if_final()
             acknowledgements = job_ledger.acknowledgements
             held = [
@@ -211,7 +253,8 @@ class JobRun:
     ) -> str:
         """A final event was sent without its result being recorded (the process stopped, or
         the call was cancelled): if the job is in its status, it landed. Returns the status."""
-        status = await self._job_status()
+        # Pleo applies events asynchronously: look a few times before believing it did not land.
+        status = await self._job_status(wait_for=FINAL_JOB_STATUS_OF_EVENT[request.event])
         if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
             counts = tally if tally is not None else job_ledger.acknowledgements.tally()
             await self._delivered(job_ledger, _outcome(self.job_id, request, counts, True))
@@ -261,7 +304,7 @@ class JobRun:
         elif not isinstance(updates, Iterable | AsyncIterable):
             raise InvalidInput("updates", updates, "must be an iterable of ItemUpdate")
         job_ledger = await self._open()
-        async with job_ledger.turn():
+        async with self._turn(job_ledger):
             await self._prepare(job_ledger)
             self._raise_if_final()
             tracker = self._tracker_for(job_ledger)
@@ -296,7 +339,7 @@ class JobRun:
         )
         optional_text("failure_reason", failure_reason)
         job_ledger = await self._open()
-        async with job_ledger.turn():
+        async with self._turn(job_ledger):
             await self._prepare(job_ledger)
             if self._outcome is not None:
                 return self._outcome
@@ -332,7 +375,7 @@ class JobRun:
             raise InvalidInput("reason", reason, "a failed job needs a reason for the bookkeeper")
         job_reason_type = enum_member("reason_type", reason_type, JobFailureReasonType)
         job_ledger = await self._open()
-        async with job_ledger.turn():
+        async with self._turn(job_ledger):
             await self._prepare(job_ledger)
             if self._outcome is not None:
                 return self._outcome
@@ -371,7 +414,7 @@ class JobRun:
             if self._finished_detail is not None:
                 raise JobStateConflict(self.job_id, request.event.value, status)
         await job_ledger.record_event_intent(request)
-        response = await self._post_event(request)
+        response = await self._post_event(job_ledger, request)
         if response.status < 300:
             return await self._delivered(job_ledger, _outcome(self.job_id, request, tally, False))
         if response.status == 422 and response.error_type_is("INVALID_EXPORT_JOB_STATUS_CHANGE"):
@@ -386,9 +429,14 @@ class JobRun:
         raise_for_response(response, "POST", _EVENTS_PATH)
         raise AssertionError("unreachable: raise_for_response raises for every error status")
 
-    async def _post_event(self, request: JobEventRequest) -> Response:
-        return await self._client.transport.request(
-            "POST", _EVENTS_PATH, body=_codec.encode(request), log_extra={"job_id": self.job_id}
+    async def _post_event(self, job_ledger: JobLedger, request: JobEventRequest) -> Response:
+        transport = self._client.transport
+        return await transport.request(
+            "POST",
+            _EVENTS_PATH,
+            body=_codec.encode(request),
+            log_extra={"job_id": self.job_id},
+            guard=job_ledger.sending_guard(transport.timeout),
         )
 
     async def _delivered(
@@ -429,9 +477,13 @@ class JobRun:
         A job found already `in_progress` is resumed, as Pleo's recovery guidance says. A job
         whose final event this ledger recorded raises `JobFinished` with no request.
         """
-        await self.recorded_outcome()
-        self._raise_if_final()
-        response = await self._post_event(JobEventRequest(JobEvent.STARTED, self.job_id))
+        job_ledger = await self._open()
+        async with self._turn(job_ledger):
+            await self._prepare(job_ledger)
+            self._raise_if_final()
+            response = await self._post_event(
+                job_ledger, JobEventRequest(JobEvent.STARTED, self.job_id)
+            )
         if response.status >= 300:
             if response.status != 422:
                 raise_for_response(response, "POST", _EVENTS_PATH)
@@ -588,6 +640,8 @@ class _UpdateCall:
         self._run = run
         self._job_ledger = job_ledger
         self._tracker = tracker
+        self._transport = run._client.transport
+        self._guard = job_ledger.sending_guard(self._transport.timeout)
         # A collection was checked whole before the call (`_check_collection`).
         self._call: CallRecord = tracker.begin_call(checked=isinstance(updates, Collection))
         self._on_progress = on_progress
@@ -715,8 +769,8 @@ class _UpdateCall:
         await self._job_ledger.record_in_flight(batch, body)
         extra = {"job_id": run.job_id, "batch_size": len(batch.ids)}
         try:
-            response = await run._client.transport.request(
-                "PUT", run._items_path, body=body, log_extra=extra
+            response = await self._transport.request(
+                "PUT", run._items_path, body=body, log_extra=extra, guard=self._guard
             )
         except TransportError as error:
             self._count(error.attempts, None)

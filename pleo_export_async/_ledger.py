@@ -17,12 +17,20 @@ it on the hot path, synchronously. A ledger's job is to make it durable and to r
   after; once it is delivered the job's per-ID state may go (`Acknowledgements.forget`).
 
 Writes go per batch, never per item.
+
+A ledger shared by several processes (`PostgresLedger`) also keeps them from working one job at
+once: `turn()` takes a lease on the job, and while another process holds it the turn waits (or,
+with `wait=False`, raises `JobLeased`). When the job's records were written by another process
+since this one last held it, taking the turn reads them again and `epoch` changes, so each JobRun
+picks up where that process left off; `sending_guard` is awaited before every request that sends
+something for the job, and raises `LeaseLost` once this process can no longer be sure it holds
+the job.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +38,7 @@ import attrs
 
 from ._core._acknowledgements import Acknowledgements
 from ._core._batches import Batch
+from ._errors import JobLeased
 from ._models import ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome
 
@@ -54,8 +63,20 @@ class JobLedger(Protocol):
         """The job's acknowledgement record in memory, read and updated by the tracker."""
         ...
 
-    def turn(self) -> AbstractAsyncContextManager[object]:
-        """Held by a JobRun while it works the job; the other JobRuns of the ledger wait."""
+    def turn(self, *, wait: bool = True) -> AbstractAsyncContextManager[object]:
+        """Held by a JobRun while it works the job; the other JobRuns of the ledger wait. With
+        `wait=False`, raises `JobLeased` at once if another holds it."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """Changes each time the job's records are read again because another process wrote
+        them; a JobRun that sees it change resumes as after a crash (R13)."""
+        ...
+
+    def sending_guard(self, request_timeout: float) -> Callable[[], Awaitable[None]] | None:
+        """What to await before each attempt of a request that sends something for the job (and
+        may take up to `request_timeout` seconds), or None when nothing needs checking."""
         ...
 
     def final_event(self) -> FinalEventRecord | None: ...
@@ -104,8 +125,17 @@ class MemoryJobLedger:
     def acknowledgements(self) -> Acknowledgements:
         return self._acknowledgements
 
-    def turn(self) -> asyncio.Lock:
+    def turn(self, *, wait: bool = True) -> asyncio.Lock:
+        if not wait and self._turn.locked():
+            raise JobLeased(self._job_id, "another JobRun of this process")
         return self._turn
+
+    @property
+    def epoch(self) -> int:
+        return 0  # no other process writes this job's records
+
+    def sending_guard(self, request_timeout: float) -> None:
+        return None
 
     def final_event(self) -> FinalEventRecord | None:
         return self._final_event

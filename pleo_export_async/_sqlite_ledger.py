@@ -27,18 +27,25 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
 import attrs
-import cattrs
 
 from . import _codec
-from ._core._batches import Batch, read_back
-from ._errors import LedgerError, UnexpectedResponse
-from ._ledger import FinalEventRecord, MemoryJobLedger
+from ._core._batches import Batch
+from ._durable import (
+    UNREADABLE,
+    JobRecords,
+    acknowledged_text,
+    read_final_event,
+    read_job,
+    settle_in_flight,
+)
+from ._errors import LedgerError
+from ._ledger import MemoryJobLedger
 from ._models import ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome
 
@@ -67,11 +74,6 @@ CREATE TABLE final_event (
     outcome BLOB
 );
 """
-#: `acknowledgement.acknowledged` when Pleo acknowledged every ID of the batch; otherwise a JSON
-#: array of the IDs it acknowledged. A batch without a row was never answered. The row is apart
-#: from the batch's so that recording it writes a few bytes, not the batch's updates again.
-_EVERY_ID = "*"
-
 Statement = tuple[str, tuple[Any, ...]]
 
 
@@ -79,15 +81,6 @@ Statement = tuple[str, tuple[Any, ...]]
 class _Write:
     statements: Sequence[Statement]
     committed: asyncio.Future[None]
-
-
-@attrs.frozen
-class _JobRecords:
-    """A job as read back from the file."""
-
-    batches: list[Batch]
-    in_flight: dict[str, ItemUpdate]
-    final_event: FinalEventRecord | None
 
 
 class SqliteJobLedger(MemoryJobLedger):
@@ -98,14 +91,10 @@ class SqliteJobLedger(MemoryJobLedger):
         self._ledger = ledger
         self._in_flight_at_open: dict[str, ItemUpdate] = {}
 
-    def _replay(self, records: _JobRecords) -> None:
-        restore = self.acknowledgements.restore
-        for batch in records.batches:
-            restore(batch)
+    def _replay(self, records: JobRecords) -> None:
+        records.replay_into(self.acknowledgements)
         self._in_flight_at_open = records.in_flight
         self._final_event = records.final_event
-        if records.final_event is not None and records.final_event.outcome is not None:
-            self.acknowledgements.forget()
 
     def in_flight_at_open(self) -> Mapping[str, ItemUpdate]:
         return self._in_flight_at_open
@@ -118,20 +107,13 @@ class SqliteJobLedger(MemoryJobLedger):
 
     async def record_acknowledged(self, batch: Batch) -> None:
         assert batch.durable_key is not None, "a batch is recorded in flight before its answer"
-        acknowledged = (
-            _EVERY_ID
-            if batch.acknowledged_all
-            else _codec.dumps(sorted(batch.acknowledged_some)).decode()
-        )
         await self._ledger._write(
             (
                 "INSERT INTO acknowledgement (batch_id, acknowledged) VALUES (?, ?)",
-                (batch.durable_key, acknowledged),
+                (batch.durable_key, acknowledged_text(batch)),
             )
         )
-        if self._in_flight_at_open:
-            for entry_id in batch.acknowledged_ids():
-                self._in_flight_at_open.pop(entry_id, None)
+        settle_in_flight(self._in_flight_at_open, batch)
 
     async def record_event_intent(self, request: JobEventRequest) -> None:
         await self._ledger._write(
@@ -384,7 +366,7 @@ class SqliteLedger:
         assert self._reader is not None
         self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def _load_job(self, job_id: str) -> _JobRecords:
+    def _load_job(self, job_id: str) -> JobRecords:
         self._connect()
         connection = self._reader
         assert connection is not None
@@ -392,36 +374,14 @@ class SqliteLedger:
             event_row = connection.execute(
                 "SELECT request, outcome FROM final_event WHERE job_id = ?", (job_id,)
             ).fetchone()
-            final_event = None
-            if event_row is not None:
-                request_blob, outcome_blob = event_row
-                final_event = FinalEventRecord(
-                    _codec.decode(request_blob, JobEventRequest),
-                    None
-                    if outcome_blob is None
-                    else _codec.decode(outcome_blob, CompletionOutcome),
-                )
             rows = connection.execute(
                 "SELECT id, updates, acknowledged FROM batch"
                 " LEFT JOIN acknowledgement ON batch_id = id WHERE job_id = ? ORDER BY id",
                 (job_id,),
             ).fetchall()
-            batches: list[Batch] = []
-            in_flight: dict[str, ItemUpdate] = {}
-            for key, body, acknowledged in rows:
-                batch = _read_batch(body, acknowledged, in_flight)
-                batch.durable_key = key
-                batches.append(batch)
-        except (
-            sqlite3.Error,
-            ValueError,
-            TypeError,
-            KeyError,
-            cattrs.BaseValidationError,
-            UnexpectedResponse,
-        ) as error:
+            return read_job(rows, read_final_event(*event_row) if event_row else None)
+        except (sqlite3.Error, *UNREADABLE) as error:
             raise LedgerError(f"ledger {self.path}: job {job_id} cannot be read: {error}") from None
-        return _JobRecords(batches, in_flight, final_event)
 
     def _close_connections(self) -> None:
         if self._reader is not None:
@@ -432,28 +392,3 @@ class SqliteLedger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def _read_batch(body: bytes, acknowledged: str | None, in_flight: dict[str, ItemUpdate]) -> Batch:
-    """Rebuild a batch row; its updates that were sent and never acknowledged go to `in_flight`.
-
-    Only the updates still needed become ItemUpdates: a successful acknowledged item needs no
-    more than its ID (R4 makes it terminal).
-    """
-    items = _codec.loads(body)
-    ids = [item["accountingEntryId"] for item in items]
-    if acknowledged is None:
-        acknowledged_ids: Collection[str] | None = None
-    elif acknowledged == _EVERY_ID:
-        acknowledged_ids = ids
-    else:
-        acknowledged_ids = frozenset(_codec.loads(acknowledged))
-    others: dict[str, ItemUpdate] = {}
-    for entry_id, item in zip(ids, items, strict=True):
-        if acknowledged_ids is not None and entry_id in acknowledged_ids:
-            in_flight.pop(entry_id, None)
-            if item["status"] != "successful":
-                others[entry_id] = _codec.from_wire(item, ItemUpdate)
-        else:
-            in_flight[entry_id] = _codec.from_wire(item, ItemUpdate)
-    return read_back(ids, acknowledged_ids, others)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -86,6 +86,8 @@ class _Call:
     body: bytes | None
     params: Mapping[str, str | list[str]] | None
     log_extra: Mapping[str, object]
+    #: Awaited before each attempt goes on the wire; raises to stop the request (a lost lease).
+    guard: Callable[[], Awaitable[None]] | None = None
     attempts: int = 0
     causes: Counter[str] | None = None  # made at the first failure: most calls have none
     #: The failure of the attempt made before backoff took over, for backoff to begin from.
@@ -190,10 +192,13 @@ class Transport:
         body: bytes | None = None,
         params: Mapping[str, str | list[str]] | None = None,
         log_extra: Mapping[str, object] | None = None,
+        guard: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
         """Send until the answer is not transient, the retry budget is spent, or a 401 persists
-        after one refresh of the credential. Raises `TransportError` when no answer came at all."""
-        call = _Call(method, path, body, params, log_extra or {})
+        after one refresh of the credential. Raises `TransportError` when no answer came at all.
+
+        `guard` is awaited right before each attempt is sent; what it raises ends the request."""
+        call = _Call(method, path, body, params, log_extra or {}, guard)
         refreshed = False
         while True:
             try:
@@ -221,7 +226,7 @@ class Transport:
         other, and the rest under backoff. Raises `_Retryable` once the policy gives up."""
         call.attempts += 1
         try:
-            return await self._attempt(call.method, call.path, call.body, call.params)
+            return await self._attempt(call)
         except _Retryable as failure:
             if self.retry.max_attempts == 1:
                 raise
@@ -236,7 +241,7 @@ class Transport:
             failure, call.replay = call.replay, None
             raise failure
         call.attempts += 1
-        return await self._attempt(call.method, call.path, call.body, call.params)
+        return await self._attempt(call)
 
     def stats(self) -> RequestStats:
         return RequestStats(
@@ -266,13 +271,7 @@ class Transport:
             },
         )
 
-    async def _attempt(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        params: Mapping[str, str | list[str]] | None,
-    ) -> Response:
+    async def _attempt(self, call: _Call) -> Response:
         session = self.session
         credential = self.credential
         if credential.needs_refresh:
@@ -281,12 +280,16 @@ class Transport:
         async with self._semaphore:
             if self._gate.paused:
                 await self._gate.wait()
+            if call.guard is not None:
+                await call.guard()
             self._requests += 1
             self._in_flight += 1
             if self._in_flight > self._max_in_flight:
                 self._max_in_flight = self._in_flight
             try:
-                return await self._send_once(session, method, path, body, params)
+                return await self._send_once(
+                    session, call.method, call.path, call.body, call.params
+                )
             finally:
                 self._in_flight -= 1
 

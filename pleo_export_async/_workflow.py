@@ -47,12 +47,27 @@ async def process_job(
     ledger: Ledger | None,
     stop: asyncio.Event | None,
     on_progress: Callable[[Progress], None] | None = None,
+    wait: bool = True,
 ) -> CompletionOutcome | None:
     if not callable(handler):
         raise InvalidInput("handler", handler, "must be a function of an ExportItem")
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise InvalidInput("concurrency", concurrency, "must be an int of at least 1")
-    run = client.job(job_id, ledger=ledger)
+    run = client.job(job_id, ledger=ledger, wait=wait)
+    # Held throughout, so that no other worker starts the job, or calls its own handler on an
+    # item, while this one works it.
+    async with run.hold():
+        return await _process(run, handler, concurrency, stop, on_progress)
+
+
+async def _process(
+    run: JobRun,
+    handler: Handler,
+    concurrency: int,
+    stop: asyncio.Event | None,
+    on_progress: Callable[[Progress], None] | None,
+) -> CompletionOutcome | None:
+    job_id = run.job_id
     recorded = await run.recorded_outcome()
     if recorded is not None:
         return recorded  # this ledger's last run closed it: nothing is sent

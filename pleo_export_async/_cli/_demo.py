@@ -119,9 +119,33 @@ async def run_demo(
     concurrency: int,
     failed_fraction: float,
 ) -> ExitCode:
-    display = output.display
     # Retries are the point of the demo: they are counted in the summary, not logged one by one.
-    logging.getLogger("pleo_export_async").setLevel(logging.ERROR)
+    library_logger = logging.getLogger("pleo_export_async")
+    level = library_logger.level
+    library_logger.setLevel(logging.ERROR)
+    try:
+        return await _run_demo(
+            output,
+            items=items,
+            faults=faults,
+            seed=seed,
+            concurrency=concurrency,
+            failed_fraction=failed_fraction,
+        )
+    finally:
+        library_logger.setLevel(level)
+
+
+async def _run_demo(
+    output: Output,
+    *,
+    items: int,
+    faults: str,
+    seed: int,
+    concurrency: int,
+    failed_fraction: float,
+) -> ExitCode:
+    display = output.display
     async with FakePleo(seed=seed, faults=faults_for(faults)) as fake:
         job = fake.create_job(items=items, status="pending")
         display.print(f"fake Pleo Export API at {fake.base_url} (seed {seed}, {faults} faults)")

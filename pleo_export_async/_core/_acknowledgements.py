@@ -26,6 +26,10 @@ _FAILED = ItemStatus.FAILED
 
 class Acknowledgements:
     def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Empty, as before the job's first batch: for a ledger about to read the job again."""
         self.index: dict[str, Batch] = {}
         self._successful = 0
         self._failed = 0

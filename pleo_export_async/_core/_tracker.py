@@ -85,6 +85,7 @@ class BatchOutcome:
 
 
 _FINAL = frozenset({ItemStatus.SUCCESSFUL, ItemStatus.FAILED})
+_SUCCESSFUL_STATUS = ItemStatus.SUCCESSFUL
 _ACKNOWLEDGE, _RETRY, _REJECT = 1, 2, 3
 _END = object()
 
@@ -384,6 +385,31 @@ class ItemTracker:
         batch.settle(None)
         self.acknowledgements.add(batch)
         return batch
+
+    def catch_up(self) -> int:
+        """The job's acknowledgements were read again (another process worked the job): what
+        they now hold for an ID this tracker was still attending to settles that ID. Returns
+        how many were settled so."""
+        acknowledgements = self.acknowledgements
+        settled = 0
+        for entry_id, entry in list(self.attention.items()):
+            acknowledged = acknowledgements.acknowledged(entry_id)
+            if acknowledged is None:
+                continue
+            update = entry.update
+            if acknowledged is _SUCCESSFUL_STATUS:
+                held = update.status is _SUCCESSFUL_STATUS
+            else:
+                held = acknowledged == update
+            if not held:
+                continue  # this run's update for the ID is newer than what was acknowledged
+            settled += 1
+            if update.status in _FINAL:
+                del self.attention[entry_id]
+            else:
+                entry.state = EntryState.ACKNOWLEDGED
+                entry.error_message = ""
+        return settled
 
     # -- what is left --------------------------------------------------------------------------
 
