@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import Counter
 
 import attrs
-from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from pleo_export_async._core._acknowledgements import Acknowledgements
 from pleo_export_async._core._batches import Batch, BatchState, read_back
 from pleo_export_async._core._decision import Tally

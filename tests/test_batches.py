@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
-from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from pleo_export_async._core._batches import (
     Batch,
     BatchState,

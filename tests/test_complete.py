@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import client_for, mixed_updates, successful_updates, wait_until
 
+from helpers import client_for, mixed_updates, successful_updates, wait_until
 from pleo_export_async import (
     IncompleteJob,
     InvalidInput,

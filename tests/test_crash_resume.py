@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from crash_child import crash_updates
-
 from pleo_export_async.testing import FakePleo, Faults
 
 CHILD = Path(__file__).with_name("crash_child.py")

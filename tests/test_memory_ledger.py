@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from batching import ID_A, ID_B, ID_C, JOB_ID, OTHER_JOB_ID, new_tracker, planned, settled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching import ID_A, ID_B, ID_C, JOB_ID, OTHER_JOB_ID, new_tracker, planned, settled
 from pleo_export_async._codec import encode_item_updates
 from pleo_export_async._core._decision import Tally
 from pleo_export_async._core._tracker import Offer

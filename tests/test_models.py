@@ -10,6 +10,7 @@ from typing import Any, get_args, get_origin
 import attrs
 import cattrs
 import pytest
+
 from examples import (
     COMPANY_ID,
     CREATE_EXPORT_JOB,
@@ -38,7 +39,6 @@ from examples import (
     PUT_ITEMS_RESPONSE,
     WEBHOOK_EXPORT_JOB_CREATED,
 )
-
 from pleo_export_async import _codec, _export_items, _models
 from pleo_export_async._codec import (
     dumps,

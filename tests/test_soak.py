@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import IN_FLIGHT_GRACE, client_for, mixed_updates
 
+from helpers import IN_FLIGHT_GRACE, client_for, mixed_updates
 from pleo_export_async import JobEvent, RetryPolicy
 from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -27,6 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from pleo_export_async._core._batches import Batch, BatchState
 from pleo_export_async._core._decision import Tally
 from pleo_export_async._core._tracker import EntryState, ItemTracker, Offer

@@ -8,6 +8,7 @@ import math
 from collections.abc import AsyncIterator
 
 import pytest
+
 from helpers import (
     IN_FLIGHT_GRACE,
     client_for,
@@ -15,7 +16,6 @@ from helpers import (
     put_bodies,
     successful_updates,
 )
-
 from pleo_export_async import (
     ApiError,
     ConflictingUpdates,

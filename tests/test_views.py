@@ -7,10 +7,10 @@ from collections.abc import Mapping, Set
 from itertools import islice
 
 import pytest
-from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batching import ID_A, ID_B, ID_C, new_tracker, planned, settled
 from pleo_export_async._core._batches import Batch
 from pleo_export_async._core._views import AcknowledgedView, IdSetView
 from pleo_export_async._enums import ItemFailureReasonType, ItemStatus

@@ -14,9 +14,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import client_for, successful_updates, wait_until
-from workflow_child import workflow_update
 
+from helpers import client_for, successful_updates, wait_until
 from pleo_export_async import (
     CompletionOutcome,
     ExportItem,
@@ -30,6 +29,7 @@ from pleo_export_async import (
     SqliteLedger,
 )
 from pleo_export_async.testing import FakeJob, FakePleo, Faults, FaultSpec, JournalEntry
+from workflow_child import workflow_update
 
 pytestmark = pytest.mark.usefixtures("instant")
 
