@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint typecheck unit clean
+.PHONY: test demo bench lint typecheck unit clean docs dist chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,19 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,cli,speed,bench]'
 	$(BIN)/python -m benchmarks
 
+# The documentation site, warnings as errors; the pages land in site/.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+# The sdist and the wheel in dist/, checked by twine.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+
+# The reliability suite at full scale; its table goes to benchmarks/results/chaos.md.
+chaos: $(STAMP)
+	PLEO_CHAOS=full $(BIN)/pytest tests/reliability -q
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site dist
