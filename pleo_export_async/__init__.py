@@ -31,8 +31,10 @@ from ._errors import (
     IncompleteJob,
     InvalidInput,
     JobFinished,
+    JobLeased,
     JobNotFound,
     JobStateConflict,
+    LeaseLost,
     LedgerError,
     MissingContraAccounts,
     PermissionDenied,
@@ -45,6 +47,7 @@ from ._export_items import ExportItem
 from ._job import JobRun
 from ._ledger import FinalEventRecord, JobLedger, Ledger, MemoryLedger
 from ._models import ExportJob, ExportJobItem, ItemUpdate
+from ._postgres_ledger import PostgresLedger
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
 from ._retry import RetryPolicy
 from ._sqlite_ledger import SqliteLedger
@@ -76,11 +79,13 @@ __all__ = [
     "JobEvent",
     "JobFailureReasonType",
     "JobFinished",
+    "JobLeased",
     "JobLedger",
     "JobNotFound",
     "JobRun",
     "JobStateConflict",
     "JobStatus",
+    "LeaseLost",
     "Ledger",
     "LedgerError",
     "MemoryLedger",
@@ -89,6 +94,7 @@ __all__ = [
     "PermissionDenied",
     "PleoExportClient",
     "PleoExportError",
+    "PostgresLedger",
     "Progress",
     "ReauthorizationRequired",
     "Rejection",

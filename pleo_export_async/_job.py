@@ -160,6 +160,9 @@ class JobRun:
     async def _prepare(self, job_ledger: JobLedger) -> None:
         """Pick up what the ledger knows and, the first time, where a crashed process left off
         (R13). Callers hold the job's turn, so nothing is in flight while this runs."""
+        guard = job_ledger.sending_guard(self._client.transport.timeout)
+        if guard is not None:
+            await guard()  # a worker that lost the job's lease does nothing more for it
         if job_ledger.epoch != self._epoch:
             # Another process worked the job since this run last did: resume from its records.
             self._epoch = job_ledger.epoch

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+import postgres_cluster
 from pleo_export_async.testing import FakePleo, instant_retries
 
 
@@ -20,3 +26,38 @@ def instant() -> Iterator[None]:
 async def fake() -> AsyncIterator[FakePleo]:
     async with FakePleo(seed=7) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database for the tests: PLEO_TEST_POSTGRES_DSN's, or a throwaway cluster
+    started for this session (as `.ci/run` does) and stopped after it."""
+    given = os.environ.get("PLEO_TEST_POSTGRES_DSN")
+    if given:
+        yield given
+        return
+    directory = Path(tempfile.mkdtemp(prefix="pleo-test-postgres-"))
+    os.chmod(directory, 0o755)
+    try:
+        dsn = postgres_cluster.start(directory)
+    except postgres_cluster.ClusterUnavailable as unavailable:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.fail(str(unavailable), pytrace=False)
+    try:
+        yield dsn
+    finally:
+        postgres_cluster.stop(directory)
+
+
+@pytest.fixture
+async def postgres_schema(postgres_dsn: str) -> AsyncIterator[str]:
+    """A database schema name of this test's own, dropped after it."""
+    import asyncpg
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await connection.close()

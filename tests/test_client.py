@@ -6,9 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from helpers import client_for, successful_updates
 
 import pleo_export_async
+from helpers import client_for, successful_updates
 from pleo_export_async import (
     PRODUCTION_BASE_URL,
     STAGING_BASE_URL,
@@ -51,11 +51,13 @@ PUBLIC_API = {
     "JobEvent",
     "JobFailureReasonType",
     "JobFinished",
+    "JobLeased",
     "JobLedger",
     "JobNotFound",
     "JobRun",
     "JobStateConflict",
     "JobStatus",
+    "LeaseLost",
     "Ledger",
     "LedgerError",
     "MemoryLedger",
@@ -64,6 +66,7 @@ PUBLIC_API = {
     "PermissionDenied",
     "PleoExportClient",
     "PleoExportError",
+    "PostgresLedger",
     "Progress",
     "ReauthorizationRequired",
     "Rejection",

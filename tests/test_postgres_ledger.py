@@ -1,0 +1,261 @@
+"""PostgresLedger's own ways: its schema is created on first use and versioned, a schema it cannot
+trust is refused and left as it was, workers starting at once set it up one at a time, the DSN's
+password is never shown, and bad arguments are refused before any connection.
+
+What every durable ledger promises is tested in test_durable_ledgers.py; the leases, with several
+workers, in test_leases.py."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from batching import new_tracker, planned
+from pleo_export_async import InvalidInput, ItemUpdate, LedgerError, PostgresLedger
+from pleo_export_async._codec import encode_item_updates
+from pleo_export_async._postgres_ledger import APPLICATION, SCHEMA_VERSION
+
+JOB_A = "11111111-1111-4111-8111-111111111111"
+JOB_IDS = [f"33333333-3333-4333-8333-{n:012d}" for n in range(4)]
+ENTRY_1 = "aaaaaaaa-0000-4000-8000-000000000001"
+PASSWORD = "s3cr3t-pw"
+LEDGER_TABLES = {"meta", "batch", "acknowledgement", "final_event", "lease"}
+
+
+async def fetch(dsn: str, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
+    """Rows read from the database directly, bypassing the ledger."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [tuple(row) for row in await connection.fetch(sql, *parameters)]
+    finally:
+        await connection.close()
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def tables(dsn: str, schema: str) -> set[str]:
+    rows = await fetch(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)
+    return {name for (name,) in rows}
+
+
+async def record_one_batch(ledger: PostgresLedger, job_id: str) -> None:
+    """Send one update's batch and record its acknowledgement, with the job's lease held."""
+    job = await ledger.open_job(job_id)
+    async with job.turn():
+        tracker = new_tracker(job.acknowledgements)
+        batch = planned(tracker, [ItemUpdate.successful(ENTRY_1)])
+        assert batch.updates is not None
+        await job.record_in_flight(batch, encode_item_updates(batch.updates))
+        tracker.reconcile(batch, [ENTRY_1], ())
+        await job.record_acknowledged(batch)
+
+
+def unreachable_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_the_schema_is_created_on_first_use_and_versioned(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """The first ledger on a schema creates it with its tables and a `meta` row naming the
+    application and the schema version; a later ledger takes the schema as it is."""
+    assert await tables(postgres_dsn, postgres_schema) == set()
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        await record_one_batch(ledger, JOB_A)
+    assert await tables(postgres_dsn, postgres_schema) == LEDGER_TABLES
+    meta = f"SELECT application, schema_version FROM {postgres_schema}.meta"
+    assert await fetch(postgres_dsn, meta) == [(APPLICATION, SCHEMA_VERSION)]
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        job = await ledger.open_job(JOB_A)
+        assert job.acknowledgements.tally().successful == 1
+    assert await fetch(postgres_dsn, meta) == [(APPLICATION, SCHEMA_VERSION)]
+
+
+@pytest.mark.parametrize(
+    "tables_sql",
+    [
+        pytest.param(
+            [
+                "CREATE TABLE {s}.notes (id integer PRIMARY KEY, text text NOT NULL)",
+                "INSERT INTO {s}.notes VALUES (1, 'keep me')",
+            ],
+            id="another-programs-tables",
+        ),
+        pytest.param(
+            [
+                "CREATE TABLE {s}.meta (application text, schema_version integer)",
+                "INSERT INTO {s}.meta VALUES ('another_program', 1)",
+            ],
+            id="another-programs-meta",
+        ),
+    ],
+)
+async def test_a_schema_holding_other_tables_is_refused_and_left_untouched(
+    postgres_dsn: str, postgres_schema: str, tables_sql: list[str]
+) -> None:
+    """A schema holding tables that are not a ledger's raises LedgerError naming the schema, and
+    no table or row is added, changed or dropped."""
+    await execute(
+        postgres_dsn,
+        f"CREATE SCHEMA {postgres_schema}",
+        *(sql.format(s=postgres_schema) for sql in tables_sql),
+    )
+    before = await tables(postgres_dsn, postgres_schema)
+    (table,) = before
+    rows_before = await fetch(postgres_dsn, f"SELECT * FROM {postgres_schema}.{table}")
+    ledger = PostgresLedger(postgres_dsn, schema=postgres_schema)
+    with pytest.raises(LedgerError, match="not a pleo_export_async ledger") as raised:
+        await ledger.open_job(JOB_A)
+    await ledger.close()
+    assert postgres_schema in str(raised.value)
+    assert await tables(postgres_dsn, postgres_schema) == before
+    assert await fetch(postgres_dsn, f"SELECT * FROM {postgres_schema}.{table}") == rows_before
+
+
+async def test_a_newer_schema_version_is_refused_and_left_untouched(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """A ledger schema of a newer version raises LedgerError naming both versions, and its
+    tables and rows are left as they were."""
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        await record_one_batch(ledger, JOB_A)
+    newer = SCHEMA_VERSION + 1
+    await execute(postgres_dsn, f"UPDATE {postgres_schema}.meta SET schema_version = {newer}")
+
+    async def snapshot() -> list[object]:
+        return [
+            await tables(postgres_dsn, postgres_schema),
+            *[
+                await fetch(postgres_dsn, f"SELECT * FROM {postgres_schema}.{table} ORDER BY 1")
+                for table in sorted(LEDGER_TABLES)
+            ],
+        ]
+
+    before = await snapshot()
+    ledger = PostgresLedger(postgres_dsn, schema=postgres_schema)
+    with pytest.raises(LedgerError) as raised:
+        await ledger.open_job(JOB_A)
+    await ledger.close()
+    message = str(raised.value)
+    assert re.search(rf"version {newer}\b", message), message
+    assert re.search(rf"version {SCHEMA_VERSION}\b", message), message
+    assert await snapshot() == before
+
+
+async def test_ledgers_starting_at_once_on_a_fresh_schema_all_work(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """Several ledgers opened at the same moment on a schema that does not exist yet set it up
+    one at a time (under an advisory lock): each of them opens and records its job."""
+    ledgers = {job: PostgresLedger(postgres_dsn, schema=postgres_schema) for job in JOB_IDS}
+    try:
+        await asyncio.gather(*(ledger.open_job(job) for job, ledger in ledgers.items()))
+        await asyncio.gather(*(record_one_batch(ledger, job) for job, ledger in ledgers.items()))
+    finally:
+        for ledger in ledgers.values():
+            await ledger.close()
+    assert await fetch(postgres_dsn, f"SELECT count(*) FROM {postgres_schema}.meta") == [(1,)]
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as reader:
+        for job_id in JOB_IDS:
+            job = await reader.open_job(job_id)
+            assert job.acknowledgements.tally().successful == 1, job_id
+
+
+async def test_the_password_never_appears_in_repr_or_in_a_ledger_error() -> None:
+    """A ledger whose database cannot be reached shows its DSN's password neither in its repr
+    nor in the LedgerError it raises."""
+    dsn = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{unreachable_port()}/postgres"
+    ledger = PostgresLedger(dsn)
+    assert PASSWORD not in repr(ledger)
+    assert PASSWORD not in str(ledger)
+    with pytest.raises(LedgerError, match="cannot connect") as raised:
+        await ledger.open_job(JOB_A)
+    await ledger.close()
+    assert PASSWORD not in str(raised.value)
+    assert PASSWORD not in repr(raised.value)
+
+
+async def test_a_database_error_quoting_the_password_is_redacted(postgres_dsn: str) -> None:
+    """When the server's error happens to quote the password (here it is also the user name),
+    the LedgerError shows `<redacted>` in its place."""
+    server = urlsplit(postgres_dsn)
+    dsn = f"postgresql://{PASSWORD}:{PASSWORD}@{server.hostname}:{server.port}/postgres"
+    ledger = PostgresLedger(dsn)
+    with pytest.raises(LedgerError) as raised:
+        await ledger.open_job(JOB_A)
+    await ledger.close()
+    message = str(raised.value)
+    assert PASSWORD not in message
+    assert "<redacted>" in message, message
+
+
+@pytest.mark.parametrize("password", ["pw?s3cr3t", "s3cr3t/pw"], ids=["question-mark", "slash"])
+async def test_a_dsn_asyncpg_cannot_parse_raises_a_ledger_error_without_the_password(
+    password: str,
+) -> None:
+    """A DSN whose password holds a character a URL must escape raises LedgerError, and no part
+    of the password shows in it."""
+    dsn = f"postgresql://postgres:{password}@127.0.0.1:{unreachable_port()}/postgres"
+    ledger = PostgresLedger(dsn)
+    try:
+        with pytest.raises(LedgerError) as raised:
+            await ledger.open_job(JOB_A)
+    finally:
+        await ledger.close()
+    assert "s3cr3t" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"dsn": ""}, "dsn"),
+        ({"schema": "Pleo"}, "schema"),
+        ({"schema": "1st_ledger"}, "schema"),
+        ({"schema": "pleo-export"}, "schema"),
+        ({"schema": "pleo; DROP TABLE x"}, "schema"),
+        ({"schema": "a" * 64}, "schema"),
+        ({"schema": ""}, "schema"),
+        ({"schema": 7}, "schema"),
+        ({"lease_ttl": 2.9}, "lease_ttl"),
+        ({"lease_ttl": 3601}, "lease_ttl"),
+        ({"lease_ttl": 0}, "lease_ttl"),
+        ({"lease_ttl": float("nan")}, "lease_ttl"),
+        ({"lease_ttl": True}, "lease_ttl"),
+        ({"lease_ttl": "60"}, "lease_ttl"),
+        ({"max_connections": 1}, "max_connections"),
+        ({"max_connections": 2.5}, "max_connections"),
+        ({"max_connections": True}, "max_connections"),
+        ({"max_connections": "10"}, "max_connections"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_connection(
+    options: dict[str, Any], field: str
+) -> None:
+    """A bad dsn, schema name, lease_ttl or max_connections raises InvalidInput naming the
+    parameter when the ledger is made, before it connects to anything."""
+    arguments: dict[str, Any] = {
+        "dsn": f"postgresql://postgres:{PASSWORD}@127.0.0.1:{unreachable_port()}/postgres",
+        **options,
+    }
+    with pytest.raises(InvalidInput) as raised:
+        PostgresLedger(**arguments)
+    assert raised.value.field == field
+    assert str(raised.value).startswith(f"{field}=")
+    assert PASSWORD not in str(raised.value)
