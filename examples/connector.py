@@ -10,6 +10,14 @@ calls `post_to_erp` on every item that still needs a result, reports the results
 and sends the job's final event once. The `SqliteLedger` file remembers what Pleo acknowledged,
 so a restarted connector resends nothing and calls the ERP only for the items left.
 
+Several replicas (processes, machines) share one company's jobs with `--postgres DSN` in place
+of `--ledger`: a `PostgresLedger` on a database they all reach. Each job is then worked by one
+worker at a time: a job another worker holds is skipped, and taken up again once it is free (if
+its worker died, once its lease expires). `--workers N` runs N such workers in this process.
+
+    PLEO_API_KEY=... python examples/connector.py --base-url ... \
+        --postgres postgresql://connector@db/connector --workers 4
+
 SIGTERM or SIGINT stops it gracefully: it takes no new item, lets the batches in flight settle,
 sends no final event for the unfinished job (which stays `in_progress` for the next start),
 closes the ledger and the client, and exits 0. A second signal cancels what is still in flight.
@@ -45,12 +53,15 @@ from pleo_export_async import (
     ItemFailureReasonType,
     ItemUpdate,
     JobFailureReasonType,
+    JobLeased,
     JobStatus,
+    Ledger,
     LedgerError,
     MissingContraAccounts,
     PermissionDenied,
     PleoExportClient,
     PleoExportError,
+    PostgresLedger,
     SqliteLedger,
 )
 
@@ -144,7 +155,7 @@ async def next_job(
 
 async def export_job(
     client: PleoExportClient,
-    ledger: SqliteLedger,
+    ledger: Ledger,
     job: ExportJob,
     *,
     stop: asyncio.Event,
@@ -173,8 +184,9 @@ async def export_job(
 
     try:
         try:
+            # wait=False: a job another worker holds is left to it, not waited for.
             outcome = await client.process_job(
-                job.id, handler, concurrency=concurrency, ledger=ledger, stop=stop
+                job.id, handler, concurrency=concurrency, ledger=ledger, stop=stop, wait=False
             )
         except MissingContraAccounts:
             # Pleo gives no export data until a bookkeeper maps the contra accounts: say so.
@@ -185,6 +197,9 @@ async def export_job(
     except asyncio.CancelledError:
         log_line("export job cancelled; it stays in_progress", event="cancelled")
         raise
+    except JobLeased as leased:
+        log.info("job %s is held by %s; leaving it to that worker", job.id, leased.holder)
+        return True
     except PleoExportError as error:
         log_line("export job interrupted", event=None, error=f"{type(error).__name__}: {error}")
         if isinstance(error, AuthenticationError | PermissionDenied | LedgerError):
@@ -212,19 +227,115 @@ async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+class Worker:
+    """One worker's loop: poll, take the next job no worker of this process has in hand, export
+    it. Workers of other processes are kept off a job by the ledger's lease (wait=False)."""
+
+    def __init__(
+        self,
+        client: PleoExportClient,
+        ledger: Ledger,
+        arguments: argparse.Namespace,
+        stop: asyncio.Event,
+        in_hand: set[str],
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.arguments = arguments
+        self.stop = stop
+        self.in_hand = in_hand  # shared by this process's workers
+        self.attempted: set[str] = set()  # with --once, each job gets one attempt
+        self.polling: asyncio.Task[ExportJob | None] | None = None
+        self.failures = 0
+
+    async def run(self) -> None:
+        """Poll and export until stopped (or, with --once, until no job is left for it)."""
+        once: bool = self.arguments.once
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        while not self.stop.is_set():
+            self.polling = asyncio.create_task(
+                next_job(self.client, self.arguments.company_id, self.attempted | self.in_hand)
+            )
+            try:
+                job = await self.polling
+            except asyncio.CancelledError:
+                if self.polling.cancelled() and not main_task.cancelling():
+                    break  # stopped while polling
+                raise
+            except (AuthenticationError, PermissionDenied) as error:
+                raise Fatal(f"{type(error).__name__}: {error}") from error
+            except PleoExportError as error:
+                log.warning("could not list the export jobs: %s", error)
+                if once:
+                    self.failures += 1
+                    return
+                await sleep_unless_stopped(self.stop, self.arguments.poll_seconds)
+                continue
+            finally:
+                self.polling = None
+            if self.stop.is_set():
+                break
+            if job is None:
+                if once:
+                    break
+                await sleep_unless_stopped(self.stop, self.arguments.poll_seconds)
+                continue
+            # Each job gets one attempt per round of this worker: one another worker holds
+            # (JobLeased) or that failed is offered again after the next poll wait.
+            self.attempted.add(job.id)
+            self.in_hand.add(job.id)
+            try:
+                exported = await export_job(
+                    self.client,
+                    self.ledger,
+                    job,
+                    stop=self.stop,
+                    concurrency=self.arguments.concurrency,
+                )
+            finally:
+                self.in_hand.discard(job.id)
+            if not exported:
+                self.failures += 1
+            if not once and (not exported or not await self._any_job_left()):
+                await sleep_unless_stopped(self.stop, self.arguments.poll_seconds)
+                self.attempted.clear()
+
+    async def _any_job_left(self) -> bool:
+        """Whether a job this worker has not tried this round is open now."""
+        try:
+            job = await next_job(
+                self.client, self.arguments.company_id, self.attempted | self.in_hand
+            )
+        except PleoExportError:
+            return False
+        return job is not None
+
+
+def open_ledger(arguments: argparse.Namespace) -> tuple[SqliteLedger | PostgresLedger, str]:
+    """The ledger the arguments ask for, and how to name it in the log (never with a password)."""
+    if arguments.postgres:
+        dsn = os.environ.get("PLEO_LEDGER_DSN", "")
+        ledger = PostgresLedger(dsn, schema=arguments.postgres_schema)
+        return ledger, f"PostgreSQL ledger {ledger!r}"
+    sqlite = SqliteLedger(arguments.ledger)
+    return sqlite, f"ledger {sqlite.path}"
+
+
 async def serve(arguments: argparse.Namespace, api_key: str) -> int:
-    """Poll and export until stopped (or, with --once, until no job is left); the exit code."""
+    """Run the workers until stopped (or, with --once, until no job is left); the exit code."""
     stop = asyncio.Event()
     main_task = asyncio.current_task()
     assert main_task is not None
-    polling: asyncio.Task[ExportJob | None] | None = None
+    workers: list[Worker] = []
 
     def on_signal(signum: signal.Signals) -> None:
         if not stop.is_set():
             log.info("%s: stopping once the batches in flight have settled", signum.name)
             stop.set()
-            if polling is not None:
-                polling.cancel()  # a poll has nothing to settle, not even in its retries
+            for worker in workers:
+                if worker.polling is not None:
+                    worker.polling.cancel()  # a poll has nothing to settle, not even retries
         else:
             log.warning("%s again: cancelling the requests in flight", signum.name)
             main_task.cancel()
@@ -233,50 +344,34 @@ async def serve(arguments: argparse.Namespace, api_key: str) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    once: bool = arguments.once
-    attempted: set[str] = set()  # with --once, each job gets one attempt
-    failures = 0
     try:
         client = PleoExportClient(arguments.base_url, auth=ApiKeyAuth(api_key))
-    except InvalidInput as error:
+        ledger, ledger_name = open_ledger(arguments)
+    except (InvalidInput, LedgerError) as error:
         log.error("%s", error)
         return 2
     try:
-        async with SqliteLedger(arguments.ledger) as ledger, client:
-            log.info("exporting from %s, ledger %s", client.base_url, ledger.path)
-            while not stop.is_set():
-                polling = asyncio.create_task(next_job(client, arguments.company_id, attempted))
-                try:
-                    job = await polling
-                except asyncio.CancelledError:
-                    if polling.cancelled() and not main_task.cancelling():
-                        break  # stopped while polling
+        async with ledger, client:
+            log.info(
+                "exporting from %s, %s, %d worker(s)",
+                client.base_url,
+                ledger_name,
+                arguments.workers,
+            )
+            in_hand: set[str] = set()
+            workers.extend(
+                Worker(client, ledger, arguments, stop, in_hand) for _ in range(arguments.workers)
+            )
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for worker in workers:
+                        group.create_task(worker.run())
+            except BaseExceptionGroup as errors:
+                # One worker's fatal error stops them all; say the first one.
+                fatal = errors.subgroup((Fatal, LedgerError))
+                if fatal is None:
                     raise
-                except (AuthenticationError, PermissionDenied) as error:
-                    raise Fatal(f"{type(error).__name__}: {error}") from error
-                except PleoExportError as error:
-                    log.warning("could not list the export jobs: %s", error)
-                    if once:
-                        return 1
-                    await sleep_unless_stopped(stop, arguments.poll_seconds)
-                    continue
-                finally:
-                    polling = None
-                if stop.is_set():
-                    break
-                if job is None:
-                    if once:
-                        break
-                    await sleep_unless_stopped(stop, arguments.poll_seconds)
-                    continue
-                if once:
-                    attempted.add(job.id)
-                if not await export_job(
-                    client, ledger, job, stop=stop, concurrency=arguments.concurrency
-                ):
-                    failures += 1
-                    if not once:
-                        await sleep_unless_stopped(stop, arguments.poll_seconds)
+                raise fatal.exceptions[0] from None
     except (Fatal, LedgerError) as error:
         log.error("cannot go on: %s", error)
         return 1
@@ -284,7 +379,7 @@ async def serve(arguments: argparse.Namespace, api_key: str) -> int:
         log.warning("cancelled: an unfinished job stays in_progress, with no final event")
         return 1
     log.info("stopped" if stop.is_set() else "no export job left")
-    return 1 if once and failures else 0
+    return 1 if arguments.once and any(worker.failures for worker in workers) else 0
 
 
 # ---- configuration and logging -------------------------------------------------------------
@@ -344,7 +439,7 @@ def _positive_int(value: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Export Pleo's export jobs into a stand-in ERP, one job at a time.",
+        description="Export Pleo's export jobs into a stand-in ERP.",
         epilog="The API key is read from PLEO_API_KEY. SIGTERM or SIGINT stops gracefully.",
     )
     parser.add_argument(
@@ -352,7 +447,25 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("PLEO_BASE_URL"),
         help="Pleo's API, e.g. https://external.pleo.io (default: $PLEO_BASE_URL)",
     )
-    parser.add_argument("--ledger", required=True, help="SQLite file of the acknowledgements")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--ledger", help="SQLite file of the acknowledgements (one machine)")
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help="keep the acknowledgements and job leases in PostgreSQL, at the DSN in "
+        "$PLEO_LEDGER_DSN, shared with the connector's other replicas",
+    )
+    parser.add_argument(
+        "--postgres-schema",
+        default="pleo_export",
+        help="with --postgres, the database schema of the ledger's tables (default: pleo_export)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="jobs this process exports at once, each by a worker of its own (default: 1)",
+    )
     parser.add_argument(
         "--poll-seconds",
         type=_positive_float,
@@ -381,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_key = os.environ.get("PLEO_API_KEY", "")
     if not api_key:
         parser().error("set PLEO_API_KEY to the API key")
+    if arguments.postgres and not os.environ.get("PLEO_LEDGER_DSN"):
+        parser().error("--postgres: set PLEO_LEDGER_DSN to the database's connection string")
     configure_logging()
     return asyncio.run(serve(arguments, api_key))
 

@@ -18,6 +18,7 @@ from ._models import DataResponse, ExportJob
 from ._pages import checked_page_size, every_item
 from ._report import CompletionOutcome, Progress
 from ._retry import RetryPolicy
+from ._service import run_pending
 from ._transport import RequestStats, Transport, raise_for_response
 from ._validate import enum_member, uuid_string
 from ._workflow import Handler, process_job
@@ -94,6 +95,7 @@ class PleoExportClient:
         )
 
     async def __aenter__(self) -> PleoExportClient:
+        """Open the HTTP session. Raises nothing of its own; no request is sent yet."""
         await self.transport.open()
         return self
 
@@ -123,6 +125,9 @@ class PleoExportClient:
         The JobRuns of a ledger take turns at the job; with `PostgresLedger` so do the workers
         of every process sharing its database. A call waits for its turn, unless `wait=False`:
         then it raises `JobLeased` at once if another holds the job.
+
+        Raises `InvalidInput` at once for a `job_id` that is not a UUID or a `wait` that is
+        not a bool; nothing is sent.
         """
         if not isinstance(wait, bool):
             raise InvalidInput("wait", wait, "must be True or False")
@@ -150,6 +155,12 @@ class PleoExportClient:
         Pleo does not document an order and jobs must be processed oldest first, so every page
         is read before the first job is yielded. Pass `company_id` for an organisation with
         several companies.
+
+        Raises `InvalidInput` for a status outside `JobStatus`, a `company_id` that is not a
+        UUID or a `page_size` outside 1..100, before any request; `AuthenticationError` or
+        `PermissionDenied` when Pleo refuses the credential (401, 403); `ApiError` for another
+        error status; `TransportError` when the network fails past the retries;
+        `UnexpectedResponse` for a body that is not a page of jobs.
         """
         params: dict[str, str | list[str]] = {
             "statuses": [enum_member("statuses", status, JobStatus).value for status in statuses],
@@ -170,7 +181,14 @@ class PleoExportClient:
             yield job
 
     async def get_job(self, job_id: str) -> ExportJob:
-        """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`); `JobNotFound` if unknown."""
+        """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`).
+
+        Raises `InvalidInput` for a `job_id` that is not a UUID, before any request;
+        `JobNotFound` when Pleo does not know the job; `AuthenticationError` or
+        `PermissionDenied` when Pleo refuses the credential; `ApiError` for another error
+        status; `TransportError` when the network fails past the retries; `UnexpectedResponse`
+        for a body that is not a job.
+        """
         path = f"{_JOBS_PATH}/{uuid_string('job_id', job_id)}"
         response = await self.transport.request("GET", path)
         raise_for_response(response, "GET", path)
@@ -205,8 +223,20 @@ class PleoExportClient:
         that processes the same job waits until this call ends, then finds the job closed; with
         `wait=False` it raises `JobLeased` at once instead.
 
-        Returns the outcome of the job's final event. Raises `JobFinished` if the job was
-        closed by someone else, `MissingContraAccounts` if Pleo gives no export data for it.
+        Returns the outcome of the job's final event, or None when stopped. Raises:
+
+        * `InvalidInput` for a bad argument (a `job_id` that is not a UUID, a `concurrency`
+          below 1, a `handler` that is not callable), before any request;
+        * `JobFinished` if the job was closed by someone else;
+        * `JobNotFound` if Pleo does not know the job;
+        * `MissingContraAccounts` if Pleo gives no export data for it (nothing is sent);
+        * `JobLeased` with `wait=False` when another worker holds the job; `LeaseLost` when
+          this worker lost the job's lease (`PostgresLedger`) and so sent nothing more;
+        * `IncompleteJob` if items are still unacknowledged when the retries are spent;
+        * `AuthenticationError`, `PermissionDenied`, `ApiError` for Pleo's other refusals,
+          `TransportError` when the network fails past the retries, `LedgerError` when the
+          ledger cannot be written;
+        * `CancelledError` when cancelled, after sending no final event.
         """
         return await process_job(
             self,
@@ -217,4 +247,52 @@ class PleoExportClient:
             stop=stop,
             on_progress=on_progress,
             wait=wait,
+        )
+
+    async def run_pending(
+        self,
+        handler: Handler,
+        *,
+        ledger: Ledger | None = None,
+        company_id: str | None = None,
+        jobs_at_once: int = 1,
+        concurrency: int = 8,
+        poll_interval: float = 30.0,
+        stop: asyncio.Event | None = None,
+        once: bool = False,
+    ) -> dict[str, CompletionOutcome]:
+        """Work the pending and in_progress export jobs as one of many workers: each job goes
+        through `process_job`, at most `jobs_at_once` at a time, oldest first.
+
+        Workers that share `ledger` share the jobs out: a job another worker holds is skipped
+        at once (`process_job(wait=False)`) and taken up by whoever finds it free on a later
+        round, so with `PostgresLedger` N replicas of a connector poll the same company and
+        each job is processed by one worker at a time. A job whose worker died is taken up once
+        its lease expires, and resumed from the ledger.
+
+        A job that fails with an API or ledger error is logged and tried again on a later
+        round; the others go on. It lists the jobs again every `poll_interval` seconds until
+        `stop` is set (the jobs under way finish their current results, complete nothing more,
+        and stay resumable); with `once=True` it returns after one round.
+
+        Returns the outcomes of the jobs this call completed, by job ID.
+
+        Raises `InvalidInput` for a bad argument, before any request. A job's own errors
+        (`JobLeased`, `JobFinished`, `LeaseLost`, `ApiError`, `LedgerError`, ...) are logged and
+        do not stop the others. With `once=True`, an error listing the jobs
+        (`AuthenticationError`, `PermissionDenied`, `ApiError`, `TransportError`) is raised;
+        otherwise it is logged and the listing tried again after `poll_interval`. Cancelling
+        raises `CancelledError` once the jobs under way have stopped, with no final event sent
+        for them.
+        """
+        return await run_pending(
+            self,
+            handler,
+            ledger=ledger,
+            company_id=company_id,
+            jobs_at_once=jobs_at_once,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+            stop=stop,
+            once=once,
         )

@@ -1,0 +1,109 @@
+"""`run_pending`: one worker of a connector service, sharing a company's export jobs out with
+the other workers of its ledger, job by job, each held by one worker at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from ._enums import JobStatus
+from ._errors import InvalidInput, JobFinished, JobLeased, PleoExportError
+from ._ledger import Ledger
+from ._report import CompletionOutcome
+from ._validate import uuid_string
+from ._workflow import _process as process_held_job
+
+if TYPE_CHECKING:
+    from ._client import PleoExportClient
+    from ._workflow import Handler
+
+logger = logging.getLogger("pleo_export_async")
+
+#: A job still to be exported: never started, or started by a worker that may have died.
+_OPEN_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
+
+
+async def run_pending(
+    client: PleoExportClient,
+    handler: Handler,
+    *,
+    ledger: Ledger | None,
+    company_id: str | None,
+    jobs_at_once: int,
+    concurrency: int,
+    poll_interval: float,
+    stop: asyncio.Event | None,
+    once: bool,
+) -> dict[str, CompletionOutcome]:
+    if not callable(handler):
+        raise InvalidInput("handler", handler, "must be a function of an ExportItem")
+    for name, count in (("jobs_at_once", jobs_at_once), ("concurrency", concurrency)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise InvalidInput(name, count, "must be an int of at least 1")
+    if (
+        not isinstance(poll_interval, int | float)
+        or isinstance(poll_interval, bool)
+        or not math.isfinite(poll_interval)
+        or poll_interval <= 0
+    ):
+        raise InvalidInput("poll_interval", poll_interval, "must be a number of seconds above 0")
+    if not isinstance(once, bool):
+        raise InvalidInput("once", once, "must be True or False")
+    if company_id is not None:
+        company_id = uuid_string("company_id", company_id)
+    stopped = stop if stop is not None else asyncio.Event()
+    completed: dict[str, CompletionOutcome] = {}
+    slots = asyncio.Semaphore(jobs_at_once)
+
+    working: set[str] = set()  # this worker's jobs under way: not offered to it again
+
+    async def work(job_id: str) -> None:
+        run = client.job(job_id, ledger=ledger, wait=False)
+        try:
+            async with run.hold():
+                if await run.recorded_outcome() is not None:
+                    # Closed by another worker between our listing and our turn.
+                    return
+                outcome = await process_held_job(run, handler, concurrency, stopped, None)
+        except JobLeased:
+            logger.debug("job held by another worker; skipped", extra={"job_id": job_id})
+        except JobFinished:
+            logger.debug("job closed by someone else; skipped", extra={"job_id": job_id})
+        except PleoExportError:
+            # One job's trouble (an API refusal, a lost lease, a ledger error) is that job's:
+            # the others go on, and this one is listed again on the next round.
+            logger.exception("job not finished; it is tried again later", extra={"job_id": job_id})
+        else:
+            if outcome is not None:
+                completed[job_id] = outcome
+        finally:
+            working.discard(job_id)
+            slots.release()
+
+    async def one_round(group: asyncio.TaskGroup) -> None:
+        async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company_id):
+            if job.id in working:
+                continue
+            await slots.acquire()
+            if stopped.is_set():
+                slots.release()
+                return
+            working.add(job.id)
+            group.create_task(work(job.id))
+
+    async with asyncio.TaskGroup() as group:
+        while not stopped.is_set():
+            if once:
+                await one_round(group)
+                break
+            try:
+                await one_round(group)
+            except PleoExportError:
+                # Pleo unreachable past the retries: a service waits for the next round.
+                logger.exception("could not list the export jobs; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), timeout=poll_interval)
+    return completed
