@@ -415,6 +415,25 @@ async def create_tables(dsn: str, schema: str) -> None:
         pass
 
 
+def still_at(fake: FakePleo, job_id: str, puts: int) -> bool:
+    """The job is open and has had no PUT beyond the first `puts`."""
+    return len(fake.journal.puts(job_id)) == puts and fake.job_status(job_id) == "in_progress"
+
+
+async def working_holder(
+    dsn: str, schema: str, fake: FakePleo, job_id: str, alive: set[int]
+) -> int | None:
+    """The process ID of the live worker holding the job once one does (a killed holder's lease
+    outlives it until it expires); None if the job closed first."""
+    async with asyncio.timeout(30):
+        while fake.job_status(job_id) == "in_progress":
+            holder = await lease_holder_pid(dsn, schema, job_id)
+            if holder in alive:
+                return holder
+            await asyncio.sleep(0.02)
+    return None
+
+
 def assert_closed_once_with_every_update(fake: FakePleo, job_id: str, ids: list[str]) -> None:
     journal = fake.journal
     assert journal.resent_after_ack(job_id) == {}
@@ -423,7 +442,7 @@ def assert_closed_once_with_every_update(fake: FakePleo, job_id: str, ids: list[
     for update in crash_updates(ids):
         item = fake.item(job_id, update.accounting_entry_id)
         assert item["status"] == update.status.value
-        assert item["externalId"] == update.external_id
+        assert item.get("externalId") == update.external_id
 
 
 FAULTS = Faults(
@@ -483,9 +502,9 @@ async def test_worker_processes_killed_at_random_close_the_job_once(
     start.touch()
     kills = holders_killed = jobs = 0
     failures: list[str] = []
-    # Enough latency that a job lasts longer than the time between two kills.
+    # Enough latency that a kill lands mid-job, not so much that a job outlasts many kills.
     faults = Faults(
-        latency=(0.01, 0.04), server_error=FaultSpec(0.03), lost_response=FaultSpec(0.03)
+        latency=(0.005, 0.03), server_error=FaultSpec(0.03), lost_response=FaultSpec(0.03)
     )
     await create_tables(postgres_dsn, postgres_schema)
     async with FakePleo(seed=16, faults=faults) as fake, asyncio.timeout(300):
@@ -504,12 +523,23 @@ async def test_worker_processes_killed_at_random_close_the_job_once(
                     running.append(await start_worker(
                         spawned, fake, job.id, ids_file, postgres_dsn, postgres_schema, start
                     ))  # fmt: skip
-                await asyncio.sleep(rng.uniform(0.05, 0.6))
+                # Kill while a worker holds the job, at a random moment of its work.
+                holder = await working_holder(
+                    postgres_dsn, postgres_schema, fake, job.id, {p.pid for p in running}
+                )
+                if holder is None:
+                    continue  # closed meanwhile
+                # Once it has sent something: a holder killed before its first request every
+                # time (resuming takes it a moment) would leave the job where it is for ever.
+                sent = len(fake.journal.puts(job.id))
+                async with asyncio.timeout(30):
+                    while still_at(fake, job.id, sent):  # noqa: ASYNC110  (the fake has no event)
+                        await asyncio.sleep(0.01)
+                await asyncio.sleep(rng.uniform(0.0, 0.4))
                 alive = {p.pid: p for p in running if p.returncode is None}
                 if alive and fake.job_status(job.id) == "in_progress":
-                    # Mostly the worker holding the lease: the one sending, or writing the ledger.
-                    holder = await lease_holder_pid(postgres_dsn, postgres_schema, job.id)
-                    if holder in alive and rng.random() < 0.75:
+                    # Mostly the holder, the one sending or writing the ledger; else a waiter.
+                    if holder in alive and rng.random() < 0.6:
                         victim = alive[holder]
                         holders_killed += 1
                     else:
