@@ -107,3 +107,26 @@ __all__ = [
     "UpdateReport",
     "__version__",
 ]
+
+
+def _make_public() -> None:
+    """Every class of `__all__` says it is `pleo_export_async.Name`, as users import it, in its
+    repr, its tracebacks and its pickles, not the private module that defines it.
+
+    The string annotations of an attrs class are resolved first, in their own module (where
+    every name they use is defined), because resolving looks them up in the module that
+    `__module__` names.
+    """
+    import attrs
+
+    for name in __all__:
+        value = globals()[name]
+        if not isinstance(value, type):
+            continue
+        if attrs.has(value):
+            attrs.resolve_types(value)
+        value.__module__ = __name__
+
+
+_make_public()
+del _make_public

@@ -113,6 +113,7 @@ class ApiKeyAuth:
         return self._header
 
     async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
+        """Never called: an API key is not refreshable. Raises `AssertionError` if it is."""
         raise AssertionError("an API key cannot be refreshed")
 
     def __repr__(self) -> str:
@@ -164,6 +165,8 @@ class BearerTokenAuth:
         return f"Bearer {self._access_token}"
 
     async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
+        """Never called: a bare token is not refreshable, and a 401 raises
+        `AuthenticationError` instead. Raises `AssertionError` if it is."""
         raise AssertionError("a bare bearer token cannot be refreshed")
 
     def __repr__(self) -> str:
@@ -250,6 +253,19 @@ class OAuth2Auth:
         return f"Bearer {self._access_token}"
 
     async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
+        """Replace the access token with a new one from `token_url`, once however many
+        requests ask at the same time (the client calls it; a connector need not).
+
+        Nothing is done if another task refreshed since `stale_generation`. The rotated pair
+        goes to `on_tokens` before any request uses it.
+
+        Raises `ReauthorizationRequired` when the refresh token is refused (`invalid_grant`,
+        `invalid_refresh_token`): a user must authorise the integration again.
+        Raises `AuthenticationError` when the refresh fails otherwise: the token endpoint
+        cannot be reached or answers another error, or its answer lacks the tokens.
+        Whatever `on_tokens` raises is raised too, after the new pair is taken into use
+        (Pleo has spent the old refresh token already).
+        """
         async with self._lock:
             if self._generation != stale_generation:
                 return  # another request refreshed while this one waited

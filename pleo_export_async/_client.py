@@ -105,6 +105,8 @@ class PleoExportClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        """Close the HTTP session. Raises nothing of its own; an exception leaving the block
+        goes on as it is."""
         await self.transport.close()
 
     def job(

@@ -19,6 +19,20 @@ class PleoExportError(Exception):
     #: Set when `JobRun.update()` stopped on this error: what the call settled before stopping.
     report: UpdateReport | None = None
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # The subclasses' constructors take their fields, not the message in `args`: pickled
+        # (into another process, say) the error is rebuilt from its message and attributes.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    kind: type[PleoExportError], args: tuple[object, ...], state: dict[str, object]
+) -> PleoExportError:
+    error = kind.__new__(kind, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidInput(PleoExportError, ValueError):
     """A value given to the library is not valid; raised before any request is sent."""

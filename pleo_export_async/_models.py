@@ -92,8 +92,11 @@ class ItemUpdate(_ItemUpdateFields):
             optional_text("external_id", self.external_id)
         if self.external_url is not None and type(self.external_url) is not str:
             optional_text("external_url", self.external_url)
+        # A reason is shown to the bookkeeper: an empty (or blank) one is refused.
         failure_reason = self.failure_reason
-        if failure_reason is not None and type(failure_reason) is not str:
+        if failure_reason is not None and (
+            type(failure_reason) is not str or not failure_reason.strip()
+        ):
             optional_text("failure_reason", failure_reason)
         failure_type = self.failure_reason_type
         if failure_type is not None and type(failure_type) is not ItemFailureReasonType:
@@ -157,14 +160,25 @@ class ItemUpdate(_ItemUpdateFields):
         reason: str | None = None,
         reason_type: ItemFailureReasonType | str,
     ) -> ItemUpdate:
-        """The item could not be exported; `reason` should tell the bookkeeper what to fix."""
+        """The item could not be exported; `reason` should tell the bookkeeper what to fix.
+
+        Raises `InvalidInput`, naming the argument as written here, for an
+        `accounting_entry_id` that is not a UUID, a `reason_type` outside
+        `ItemFailureReasonType`, or a `reason` that is not a string or is empty (leave it out
+        instead).
+        """
+        # Checked here, not in the constructor, so that the error names the argument the
+        # caller wrote (`reason_type`), not the field it fills (`failure_reason_type`).
+        if reason_type is None:
+            raise InvalidInput("reason_type", None, "a failed item needs a reason_type")
+        failure_type = enum_member("reason_type", reason_type, ItemFailureReasonType)
+        if reason is not None:
+            optional_text("reason", reason)
         return cls(
             accounting_entry_id,
             ItemStatus.FAILED,
             failure_reason=reason,
-            failure_reason_type=enum_member(
-                "failure_reason_type", reason_type, ItemFailureReasonType
-            ),
+            failure_reason_type=failure_type,
         )
 
 

@@ -356,6 +356,11 @@ class PostgresLedger:
         return f"PostgresLedger(schema={self.schema!r}, holder={self.holder!r})"
 
     async def __aenter__(self) -> PostgresLedger:
+        """Connect, and create the schema's tables on first use.
+
+        Raises `LedgerError` when the database cannot be reached (the message never shows the
+        DSN's password), or its schema holds other tables or another version's.
+        """
         await self._connect()
         return self
 
@@ -368,6 +373,11 @@ class PostgresLedger:
         await self.close()
 
     async def open_job(self, job_id: str) -> PostgresJobLedger:
+        """The job's records, read from the database the first time (JobRuns call this); the
+        lease is taken later, by the job's turn.
+
+        Raises `LedgerError` when the database cannot be reached or the ledger is closed.
+        """
         async with self._open_lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -382,7 +392,8 @@ class PostgresLedger:
             return job
 
     async def close(self) -> None:
-        """Let go of the leases this worker holds, and close the connections."""
+        """Let go of the leases this worker holds, and close the connections. Raises nothing:
+        a lease it cannot give back expires by itself."""
         self._closed = True
         for job in self._jobs.values():
             if job.fence is not None:

@@ -94,16 +94,23 @@ async def run_pending(
             working.add(job.id)
             group.create_task(work(job.id))
 
+    listing_failed: PleoExportError | None = None
     async with asyncio.TaskGroup() as group:
         while not stopped.is_set():
-            if once:
-                await one_round(group)
-                break
             try:
                 await one_round(group)
-            except PleoExportError:
+            except PleoExportError as error:
+                if once:
+                    # Raised once the jobs already under way have ended, as it is: raised in
+                    # here, the group would cancel them and wrap it in an ExceptionGroup.
+                    listing_failed = error
+                    break
                 # Pleo unreachable past the retries: a service waits for the next round.
                 logger.exception("could not list the export jobs; trying again later")
+            if once:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), timeout=poll_interval)
+    if listing_failed is not None:
+        raise listing_failed
     return completed

@@ -184,6 +184,11 @@ class SqliteLedger:
         return f"SqliteLedger({self.path!r})"
 
     async def __aenter__(self) -> SqliteLedger:
+        """Open the file, creating it and its tables if it is new.
+
+        Raises `LedgerError` for a file of another application or schema version, a corrupt
+        file, or one that cannot be opened or written.
+        """
         await self._run(self._connect)
         return self
 
@@ -196,6 +201,11 @@ class SqliteLedger:
         await self.close()
 
     async def open_job(self, job_id: str) -> SqliteJobLedger:
+        """The job's records, read from the file the first time (JobRuns call this).
+
+        Raises `LedgerError` when the file cannot be read, or holds rows this version cannot
+        decode.
+        """
         async with self._open_lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -205,7 +215,10 @@ class SqliteLedger:
             return job
 
     async def close(self) -> None:
-        """Let the writes already asked for land, refuse new ones, and close the file."""
+        """Let the writes already asked for land, refuse new ones, and close the file.
+
+        Raises `LedgerError` when the last writes cannot be committed.
+        """
         self._closing = True
         if self._queued:
             self._commit_queued()

@@ -40,7 +40,12 @@ def enum_member(field: str, value: object, enum: type[E]) -> E:
         except ValueError:
             pass
     allowed = ", ".join(member.value for member in enum)
-    raise InvalidInput(field, value, f"not a {enum.__name__}; expected one of: {allowed}")
+    raise InvalidInput(field, value, f"not {_a(enum.__name__)}; expected one of: {allowed}")
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article: "an ItemStatus", "a JobStatus"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def aware_datetime(field: str, value: object) -> datetime:
@@ -52,6 +57,13 @@ def aware_datetime(field: str, value: object) -> datetime:
 
 
 def optional_text(field: str, value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidInput(field, value, f"must be a string, not {type(value).__name__}")
+    """None, or a string with something in it: an empty (or blank) text is refused.
+
+    For the texts a person reads (a failure reason); an ID takes any string."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, value, f"must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise InvalidInput(field, value, "must not be empty or blank; leave it out (None) instead")
+    return value

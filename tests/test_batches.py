@@ -34,6 +34,8 @@ MIXED = [SUCCESSFUL_A, FAILED_B, IN_PROGRESS_C]
 
 ENTRY_IDS = st.uuids().map(str)
 TEXTS = st.none() | st.text(max_size=8)
+#: A failure reason is left out or says something: blank text is refused.
+REASONS = st.none() | st.text(max_size=8).filter(str.strip)
 DATETIMES = st.none() | st.integers(min_value=0, max_value=10**6).map(
     lambda seconds: WHEN + timedelta(seconds=seconds)
 )
@@ -48,7 +50,7 @@ SUCCESSFUL_UPDATES = st.builds(
     exported_at=DATETIMES,
 )
 FAILED_UPDATES = st.builds(
-    ItemUpdate.failed, st.just(ID_A), reason=TEXTS, reason_type=FAILURE_TYPES
+    ItemUpdate.failed, st.just(ID_A), reason=REASONS, reason_type=FAILURE_TYPES
 )
 ANY_UPDATES = st.one_of(
     SUCCESSFUL_UPDATES,

@@ -126,7 +126,7 @@ successful_updates = st.builds(
 failed_updates = st.builds(
     ItemUpdate.failed,
     entry_ids,
-    reason=optional_text,
+    reason=st.none() | st.text(max_size=40).filter(str.strip),  # blank reasons are refused
     reason_type=st.sampled_from(ItemFailureReasonType)
     | st.sampled_from([member.value for member in ItemFailureReasonType]),
 )

@@ -100,10 +100,11 @@ def test_uuid_objects_are_accepted() -> None:
     ids=repr,
 )
 def test_unknown_failure_type_is_refused(bad: Any) -> None:
-    """A failure type outside the 18 item-level values raises, naming failure_reason_type."""
+    """A failure type outside the 18 item-level values raises, naming the argument as the
+    caller wrote it: reason_type for failed(), failure_reason_type for the constructor."""
     error = _raises_invalid(
         lambda: ItemUpdate.failed(ENTRY_ID, reason="x", reason_type=bad),
-        "failure_reason_type",
+        "reason_type",
         bad,
     )
     assert "accounting_system_validation_failure" in str(error)
@@ -124,11 +125,12 @@ def test_failed_without_a_failure_type_is_refused() -> None:
     failed_text: Any = "failed"
     _raises_invalid(lambda: ItemUpdate(ENTRY_ID, failed_text), "failure_reason_type", None)
     missing: Any = None
-    _raises_invalid(
+    error = _raises_invalid(
         lambda: ItemUpdate.failed(ENTRY_ID, reason="x", reason_type=missing),
-        "failure_reason_type",
+        "reason_type",
         None,
     )
+    assert str(error) == "reason_type=None: a failed item needs a reason_type"
 
 
 @pytest.mark.parametrize(
@@ -199,11 +201,11 @@ def test_non_string_text_fields_of_a_successful_item_are_refused(field: str, bad
 
 
 def test_non_string_failure_reason_is_refused() -> None:
-    """failure_reason must be a string."""
+    """The reason must be a string; failed() names it `reason`, as the caller wrote it."""
     bad: Any = 404
     _raises_invalid(
         lambda: ItemUpdate.failed(ENTRY_ID, reason=bad, reason_type="unexpected_failure"),
-        "failure_reason",
+        "reason",
         404,
     )
 

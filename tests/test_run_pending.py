@@ -20,6 +20,7 @@ from pleo_export_async import (
     JobEvent,
     Ledger,
     MemoryLedger,
+    PermissionDenied,
     PleoExportClient,
     PostgresLedger,
 )
@@ -255,3 +256,39 @@ async def test_bad_arguments_raise_invalid_input_naming_the_field_before_any_req
                 await client.run_pending(counting_handler(Counter()), **options)  # type: ignore[arg-type]
         assert raised.value.field == field
         assert fake.journal.entries() == []
+
+
+async def test_once_raises_the_listings_own_error_when_pleo_refuses_the_credential() -> None:
+    """With once=True, a listing Pleo refuses raises PermissionDenied itself, not an
+    ExceptionGroup, and nothing else is sent."""
+    async with FakePleo(seed=17, strict=True, faults=Faults(forbidden=FaultSpec(at={1}))) as fake:
+        fake.create_job(items=3, status="pending")
+        async with client_for(fake) as client:
+            with pytest.raises(PermissionDenied):
+                await client.run_pending(
+                    counting_handler(Counter()),  # type: ignore[arg-type]
+                    ledger=MemoryLedger(),
+                    once=True,
+                )
+        assert [entry.method for entry in fake.journal.entries()] == ["GET"]
+
+
+async def test_a_service_keeps_polling_when_a_listing_fails_past_the_retries() -> None:
+    """Without once, a listing that fails past the retries is logged and the next round goes
+    on to close the job."""
+    async with FakePleo(seed=18, strict=True, faults=Faults(forbidden=FaultSpec(at={1}))) as fake:
+        job = fake.create_job(items=20, status="pending")
+        stop = asyncio.Event()
+        async with client_for(fake) as client:
+            running = asyncio.create_task(
+                client.run_pending(
+                    counting_handler(Counter()),  # type: ignore[arg-type]
+                    ledger=MemoryLedger(),
+                    poll_interval=0.05,
+                    stop=stop,
+                )
+            )
+            await wait_until(lambda: fake.job_status(job.id) == "completed_with_errors")
+            stop.set()
+            outcomes = await running
+        assert set(outcomes) == {job.id}
