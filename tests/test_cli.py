@@ -237,19 +237,21 @@ def results_for(job: FakeJob, failed_every: int = 0) -> list[ItemUpdate]:
 
 
 def assert_landed(fake: FakePleo, job: FakeJob, updates: Sequence[ItemUpdate]) -> None:
-    """Pleo holds each update with its status and every field as the file gave it."""
+    """Pleo holds each update with its status and every field as the file gave it (a field
+    without a value is left out of the item)."""
     for update in updates:
         item = fake.item(job.id, update.accounting_entry_id)
         assert item["status"] == update.status.value
-        assert item["externalId"] == update.external_id
-        assert item["externalUrl"] == update.external_url
-        assert item["failureReason"] == update.failure_reason
+        assert item.get("externalId") == update.external_id
+        assert item.get("externalUrl") == update.external_url
+        assert item.get("failureReason") == update.failure_reason
         expected_type = update.failure_reason_type.value if update.failure_reason_type else None
-        assert item["failureReasonType"] == expected_type
-        exported_at = item["exportedAt"]
+        assert item.get("failureReasonType") == expected_type
+        exported_at = item.get("exportedAt")
         if update.exported_at is None:
             assert exported_at is None
         else:
+            assert isinstance(exported_at, str)
             assert datetime.fromisoformat(exported_at) == update.exported_at
 
 
@@ -570,6 +572,8 @@ def test_complete_without_a_ledger_follows_the_results_at_pleo(
 
 def test_complete_with_an_event_sends_that_event(fake: FakePleo, tmp_path: Path) -> None:
     """`complete --event completed` sends `completed` even though some items failed; exit 0."""
+    # Overriding the event against the results is what this checks; a strict fake would refuse.
+    fake.strict = False
     job = fake.create_job(items=10, status="pending")
     assert push_results(fake, tmp_path, job, results_for(job, failed_every=2)).code == 0
     ran = pleo(fake, "complete", job.id, "--event", "completed")

@@ -1,5 +1,10 @@
 """A faithful fake of Pleo's Export API v3 for tests: real TCP on loopback, scriptable faults.
 
+It is strict by default: what Pleo refuses, and what Pleo's guidance tells a connector not to
+do (item updates before ``started``, completing with items still pending, rewriting a
+successful item), it refuses with Pleo's status and error type; ``FakePleo(strict=False)`` is
+the lenient opt-in. See `FakePleo`.
+
     from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 
     async with FakePleo(faults=Faults(rate_limit=FaultSpec(at={3}))) as fake:
@@ -19,6 +24,13 @@ from pleo_export_async._retry import instant_retries
 from ._faults import Faults, FaultSpec
 from ._journal import ItemSend, Journal, JournalEntry, PauseWindow
 from ._server import FakeJob, FakePleo
+
+# Reprs, help() and tracebacks show where users import these from, not the private module.
+for _public in (FakePleo, FakeJob, Faults, FaultSpec, Journal, JournalEntry, ItemSend, PauseWindow):
+    _public.__module__ = __name__
+del _public
+# Public only from here, though it lives beside the retry code it switches.
+instant_retries.__module__ = __name__
 
 __all__ = [
     "FakePleo",

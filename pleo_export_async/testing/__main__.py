@@ -52,7 +52,19 @@ def _parser() -> argparse.ArgumentParser:
         default="pending",
         help="status of the created jobs (default: pending, as Pleo creates them)",
     )
-    parser.add_argument("--strict", action="store_true", help="refuse undocumented corner cases")
+    parser.add_argument(
+        "--lenient",
+        dest="strict",
+        action="store_false",
+        help=(
+            "accept what Pleo's guidance tells a connector not to do (item updates before "
+            "`started`, completing with items pending, rewriting a successful item); "
+            "by default the fake refuses it, as FakePleo(strict=True) does"
+        ),
+    )
+    # The default since strict became the default; still accepted so old scripts run.
+    parser.add_argument("--strict", dest="strict", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(strict=True)
     return parser
 
 

@@ -175,7 +175,7 @@ class ExportItemFactory:
             method = "accounts_payable" if vendor is not None else rng.choice(("journal", "none"))
             bookkeeping = {"method": method}
         user = rng.choice(self._people)
-        return {
+        item: dict[str, Any] = {
             "_links": {
                 "web": {"exportItem": f"https://app.pleo.io/export/items/{accounting_entry_id}"}
             },
@@ -222,6 +222,10 @@ class ExportItemFactory:
             "user": user,
             "vendor": vendor,
         }
+        if sub_type is None:
+            # §13: subType is a plain string in v3, not nullable; without a value, leave it out.
+            del item["subType"]
+        return item
 
     def _line(
         self, rng: random.Random, supplier_currency: str, supplier_value: int, wallet_value: int

@@ -64,7 +64,8 @@ class Faults:
     Which requests each applies to:
     * ``latency``, ``server_error``, ``rate_limit``, ``slow_response``, ``forbidden``: every
       /v3 request.
-    * ``lost_response``, ``partial_ack``, ``item_error``: PUT /v3/export-jobs/{jobId}/items.
+    * ``lost_response``, ``dropped_mid_body``, ``partial_ack``, ``item_error``: PUT
+      /v3/export-jobs/{jobId}/items.
     * ``lost_event_response``: POST /v3/export-job-events.
     A spec's ``at`` numbers that land on a request the fault does not apply to are ignored.
     """
@@ -80,6 +81,9 @@ class Faults:
     retry_after_http_date: bool = False
     # PUT items: commit, then close the connection without answering.
     lost_response: FaultSpec = attrs.field(factory=FaultSpec)
+    # PUT items: commit, send the status line, the headers and half the body, then close the
+    # connection (the client reads a body shorter than its Content-Length).
+    dropped_mid_body: FaultSpec = attrs.field(factory=FaultSpec)
     # PUT items: commit everything, but leave some committed IDs out of `data` (and `errors`).
     partial_ack: FaultSpec = attrs.field(factory=FaultSpec)
     partial_ack_fraction: float = attrs.field(default=0.3, validator=_probability)

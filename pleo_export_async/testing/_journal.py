@@ -109,20 +109,47 @@ def _comparable(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class Journal:
-    """Every request the fake received, in arrival order, with query helpers."""
+    """Every request the fake received, in arrival order, with helpers for assertions.
+
+    ``FakePleo`` records into it; tests read it. A new ``Journal()`` assigned to
+    ``FakePleo.journal`` starts an empty one (the fake records into whichever it holds).
+    """
 
     def __init__(self) -> None:
-        self.requests: list[JournalEntry] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self._requests: list[JournalEntry] = []
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.pause_windows: list[PauseWindow] = []
+        self._pause_windows: list[PauseWindow] = []
         self._applied_events: list[JournalEntry] = []
 
-    # ---- recording (used by the server) --------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Journal(requests={len(self._requests)}, in_flight={self._in_flight})"
 
-    def record(
+    @property
+    def requests(self) -> list[JournalEntry]:
+        """Every request received, in arrival order: ``requests[n - 1].seq == n``."""
+        return self._requests
+
+    @property
+    def in_flight(self) -> int:
+        """How many /v3 requests are being handled now."""
+        return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most /v3 requests that were ever being handled at once."""
+        return self._max_in_flight
+
+    @property
+    def pause_windows(self) -> list[PauseWindow]:
+        """The Retry-After pauses asked for by delivered 429 answers, in order."""
+        return self._pause_windows
+
+    # ---- recording (by the server only) --------------------------------------------------
+
+    def _record(
         self,
         *,
         method: str,
@@ -133,46 +160,46 @@ class Journal:
     ) -> JournalEntry:
         """Record a new request and give it the next sequence number."""
         entry = JournalEntry(
-            seq=len(self.requests) + 1,
+            seq=len(self._requests) + 1,
             method=method,
             path=path,
             query=query,
             body=body,
             received_at=received_at,
         )
-        self.requests.append(entry)
+        self._requests.append(entry)
         return entry
 
-    def enter(self) -> None:
+    def _enter(self) -> None:
         """A /v3 request started being handled."""
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._in_flight += 1
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
         self._idle.clear()
 
-    def leave(self) -> None:
+    def _leave(self) -> None:
         """A /v3 request finished (answered, or its connection dropped)."""
-        self.in_flight -= 1
-        if self.in_flight == 0:
+        self._in_flight -= 1
+        if self._in_flight == 0:
             self._idle.set()
 
-    async def wait_idle(self) -> None:
-        """Wait until no /v3 request is being handled, e.g. a slow one the client gave up on."""
-        await self._idle.wait()
-
-    def note_event_applied(self, entry: JournalEntry) -> None:
+    def _note_event_applied(self, entry: JournalEntry) -> None:
         """An event changed a job's status (kept in the order the changes happened)."""
         entry.event_applied = True
         self._applied_events.append(entry)
 
-    def open_pause(
+    def _open_pause(
         self, *, opened_by: int, start: float, end: float, connection: int | None
     ) -> None:
         """A delivered 429 asked the client to wait until ``end``."""
-        self.pause_windows.append(
+        self._pause_windows.append(
             PauseWindow(opened_by=opened_by, start=start, end=end, connection=connection)
         )
 
     # ---- queries --------------------------------------------------------------------------
+
+    async def wait_idle(self) -> None:
+        """Wait until no /v3 request is being handled, e.g. a slow one the client gave up on."""
+        await self._idle.wait()
 
     def entries(
         self, method: str | None = None, path_prefix: str | None = None
@@ -180,7 +207,7 @@ class Journal:
         """Requests with this method and path prefix (each filter optional)."""
         return [
             entry
-            for entry in self.requests
+            for entry in self._requests
             if (method is None or entry.method == method.upper())
             and (path_prefix is None or entry.path.startswith(path_prefix))
         ]
@@ -193,7 +220,7 @@ class Journal:
         """PUT items requests, of one job or of all."""
         return [
             entry
-            for entry in self.requests
+            for entry in self._requests
             if entry.is_item_update and (job_id is None or entry.job_id == job_id.lower())
         ]
 
@@ -201,7 +228,7 @@ class Journal:
         """POST export-job-events requests, of one job or of all."""
         return [
             entry
-            for entry in self.requests
+            for entry in self._requests
             if entry.is_job_event and (job_id is None or entry.job_id == job_id.lower())
         ]
 
@@ -289,8 +316,8 @@ class Journal:
         pass a smaller ``epsilon`` for a stricter check of a client that sends one at a time.
         """
         inside: dict[int, JournalEntry] = {}
-        for window in self.pause_windows:
-            for entry in self.requests:
+        for window in self._pause_windows:
+            for entry in self._requests:
                 if (
                     entry.is_api
                     and entry.seq != window.opened_by

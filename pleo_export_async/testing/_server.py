@@ -116,6 +116,8 @@ class _RequestContext:
     """What the middleware learnt about the request being handled, for its handler."""
 
     entry: JournalEntry
+    # The journal the request is recorded in.
+    journal: Journal
     # The fault configuration when the request arrived: one request sees one configuration,
     # even if a test assigns another meanwhile.
     faults: Faults
@@ -172,7 +174,9 @@ class _Api:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        entry = self._journal.record(
+        # One request is recorded in one journal, even if a test assigns a new one meanwhile.
+        journal = self._journal
+        entry = journal._record(
             method=request.method,
             path=request.path,
             query=_query(request),
@@ -181,17 +185,17 @@ class _Api:
         )
         entry.connection = self._connection_number(request)
         if entry.is_api:
-            self._journal.enter()
+            journal._enter()
         try:
             raw = await request.read()
             faults = self._owner.faults
             if request.path == "/oauth/token":
                 entry.body = _redacted_form(raw)
-                _current.set(_RequestContext(entry, faults))
+                _current.set(_RequestContext(entry, journal, faults))
             else:
                 json_body = _parse_json(raw)
                 entry.body = json_body[1]
-                _current.set(_RequestContext(entry, faults, json_body))
+                _current.set(_RequestContext(entry, journal, faults, json_body))
             entry.job_id = _job_id_of(entry, entry.query)
             response = await self._respond(request, handler, entry)
             await self._deliver(request, response, entry)
@@ -200,7 +204,7 @@ class _Api:
             if entry.answered_at is None:
                 entry.answered_at = time.monotonic()
             if entry.is_api:
-                self._journal.leave()
+                journal._leave()
 
     def _connection_number(self, request: web.Request) -> int | None:
         transport = request.transport
@@ -263,6 +267,10 @@ class _Api:
             entry.faults.append("lost_response" if entry.is_item_update else "lost_event_response")
             if request.transport is not None:
                 request.transport.close()
+        elif entry.is_item_update and self._decider.fires(
+            "dropped_mid_body", faults.dropped_mid_body, seq
+        ):
+            entry.faults.append("dropped_mid_body")
         return response
 
     async def _call(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -310,6 +318,11 @@ class _Api:
             entry.answered_at = time.monotonic()
             return
         entry.status = response.status
+        if "dropped_mid_body" in entry.faults:
+            await self._deliver_half(request, response)
+            entry.delivered = False
+            entry.answered_at = time.monotonic()
+            return
         transport = request.transport
         delivered = False
         if transport is not None and not transport.is_closing():
@@ -322,12 +335,30 @@ class _Api:
         entry.answered_at = time.monotonic()
         entry.delivered = delivered
         if delivered and response.status == 429:
-            self._journal.open_pause(
+            _current.get().journal._open_pause(
                 opened_by=entry.seq,
                 start=entry.answered_at,
                 end=entry.answered_at + self._pause_seconds(response.headers["Retry-After"]),
                 connection=entry.connection,
             )
+
+    @staticmethod
+    async def _deliver_half(request: web.Request, response: web.StreamResponse) -> None:
+        """The status line, the headers (with the whole body's Content-Length) and the first half
+        of the body, then the connection is closed: the answer never arrives whole."""
+        body = response.body if isinstance(response, web.Response) else None
+        raw = body if isinstance(body, bytes) else b""
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        partial = web.StreamResponse(status=response.status, headers=response.headers)
+        partial.content_length = len(raw)
+        try:
+            await partial.prepare(request)
+            await partial.write(raw[: len(raw) // 2])
+        except ConnectionError:
+            pass
+        transport.close()
 
     @staticmethod
     def _pause_seconds(retry_after: str) -> float:
@@ -419,7 +450,7 @@ class _Api:
             failure_reason_type=body.get("failureReasonType"),
         )
         if applied:
-            self._journal.note_event_applied(_current.get().entry)
+            _current.get().journal._note_event_applied(_current.get().entry)
         # §4.4: 202 with no body at all.
         return web.Response(status=202)
 
@@ -550,11 +581,48 @@ class _Api:
 class FakePleo:
     """A fake Pleo Export API v3 server on loopback, over real TCP, for tests and demos.
 
-    ``strict=True`` turns the documented-as-unknown corners (§7.2, §7.3, §11) into errors:
-    completing a pending job or one with unfinished items (and ``completed`` with failed items)
-    gives 422; PUT items on a pending job gives 422; rewriting a successful item is an
-    ``EXPORT_ENTRY_STATUS_UPDATE_FAILED`` error; GET export-items without ``job_id``, unknown
-    body fields, unknown query parameters and ``sorting_keys`` give 400.
+    Whatever Pleo refuses, the fake refuses, with Pleo's status and error type: PUT items on a
+    finished job (422 ``EXPORT_JOB_STATUS_UNPROCESSABLE``), an event the job's status does not
+    allow, such as ``started`` twice or anything after a final event (422
+    ``INVALID_EXPORT_JOB_STATUS_CHANGE``), an unknown job (404 ``EXPORT_NOT_FOUND``), more than
+    100 items in one PUT (413 ``EXPORT_JOB_ITEMS_UPDATE_LIMIT``), a body that breaks the schema
+    (400 ``BAD_REQUEST``), a bad credential (401 ``UNAUTHORIZED``), a second open job for a
+    company (409 ``EXPORT_ALREADY_IN_PROGRESS``); and, per item in the PUT answer's ``errors``,
+    an unknown accountingEntryId (``ACCOUNTING_ENTRY_DOES_NOT_EXIST``) or the status
+    ``abandoned`` (``EXPORT_ENTRY_STATUS_UPDATE_FAILED``).
+
+    ``strict=True``, the default, also refuses what Pleo's documentation leaves open but its
+    guidance tells a connector not to do (pleo-export-api.md §7.2, §7.3, §11), so that a
+    connector's bug fails its tests:
+
+    * PUT items on a job not yet started (``pending``): 422 ``EXPORT_JOB_STATUS_UNPROCESSABLE``;
+    * ``completed`` or ``completed_with_errors`` on a ``pending`` job, or while items are still
+      ``pending`` or ``in_progress``, and ``completed`` when some items ``failed``: 422
+      ``INVALID_EXPORT_JOB_STATUS_CHANGE``;
+    * changing an item already ``successful``, such as turning it into a failed one: an
+      ``errors`` entry ``EXPORT_ENTRY_STATUS_UPDATE_FAILED`` in the 200 answer (the very same
+      update again, as a retry after a lost answer sends it, is acknowledged and changes
+      nothing; the journal's ``resent_after_ack`` still counts it);
+    * a misspelt request: unknown body fields, unknown query parameters and ``sorting_keys``
+      give 400 ``BAD_REQUEST``; GET /v3/export-items without ``job_id`` gives 400
+      ``REQUIRED_PARAMETER_MISSING``.
+
+    ``strict=False`` is the lenient opt-in, for a test that means to exercise what a connector
+    should not do: it accepts all of these, items are overwritten (last write wins) while the
+    job is in progress, unknown fields and parameters are ignored, and GET /v3/export-items
+    without ``job_id`` lists the items of every running job. In both modes, items still
+    ``pending`` or ``in_progress`` when a job is completed, failed or expired become
+    ``abandoned``, as Pleo does. ``strict`` can also be switched on a running fake.
+
+    Answers leave out the optional keys that have no value (``failureReasonType``,
+    ``startedAt``, ``externalId``, ``subType``, ...) rather than sending ``null`` (§13): a client
+    must accept both.
+
+    Other options: ``seed`` makes IDs, export item data and probabilistic ``faults`` (a
+    `Faults`) reproducible; ``clock`` and ``advance_clock`` drive expiry and token lifetimes;
+    ``accept_repeated_started`` accepts ``started`` on an in-progress job as a no-op (§11 #3);
+    ``pending_blocks_create`` makes a pending job, not only one in progress, block creating
+    another. Every request and its answer are in ``journal`` (a `Journal`).
     """
 
     def __init__(
@@ -565,7 +633,7 @@ class FakePleo:
         api_key: str = "test-api-key",
         seed: int = 0,
         faults: Faults | None = None,
-        strict: bool = False,
+        strict: bool = True,
         clock: Callable[[], datetime] | None = None,
         page_size_default: int = 50,
         page_size_max: int = 100,
@@ -611,7 +679,7 @@ class FakePleo:
 
     def __repr__(self) -> str:
         # Never show the API key.
-        return f"FakePleo(base_url={self._base_url!r}, seed={self.seed})"
+        return f"FakePleo(base_url={self._base_url!r}, seed={self.seed}, strict={self.strict})"
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -670,6 +738,8 @@ class FakePleo:
 
     @property
     def strict(self) -> bool:
+        """Whether the fake refuses what Pleo's guidance tells a connector not to do (the
+        default); False is lenient. Assign to switch it for the requests that follow."""
         return self._state.rules.strict
 
     @strict.setter

@@ -28,6 +28,11 @@ class ApiError(Exception):
         self.message = message
 
 
+def _items(count: int) -> str:
+    """``"1 item is"`` or ``"3 items are"``."""
+    return "1 item is" if count == 1 else f"{count} items are"
+
+
 def _not_found() -> ApiError:
     return ApiError(404, _spec.EXPORT_NOT_FOUND, _spec.MESSAGE_EXPORT_NOT_FOUND)
 
@@ -55,6 +60,12 @@ def _optional_datetime(moment: datetime | None) -> str | None:
     return None if moment is None else format_datetime(moment)
 
 
+def _without_nulls(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the optional keys that have no value left out (§13: real answers may
+    carry null or leave the key out; a client must accept both, and the fake does the latter)."""
+    return {key: value for key, value in payload.items() if value is not None}
+
+
 @attrs.define
 class JobItem:
     """One export job item (ExportJobItemV3) as Pleo stores it."""
@@ -70,17 +81,31 @@ class JobItem:
     failure_reason_type: str | None = None
 
     def payload(self, job_id: str) -> dict[str, Any]:
-        """The item as the API returns it."""
-        return {
-            "accountingEntryId": self.accounting_entry_id,
-            "exportJobId": job_id,
-            "status": self.status,
-            "exportedAt": _optional_datetime(self.exported_at),
-            "externalId": self.external_id,
-            "externalUrl": self.external_url,
-            "failureReason": self.failure_reason,
-            "failureReasonType": self.failure_reason_type,
-        }
+        """The item as the API returns it (keys without a value left out)."""
+        return _without_nulls(
+            {
+                "accountingEntryId": self.accounting_entry_id,
+                "exportJobId": job_id,
+                "status": self.status,
+                "exportedAt": _optional_datetime(self.exported_at),
+                "externalId": self.external_id,
+                "externalUrl": self.external_url,
+                "failureReason": self.failure_reason,
+                "failureReasonType": self.failure_reason_type,
+            }
+        )
+
+    def reported_as(self, update: dict[str, Any]) -> bool:
+        """Whether a validated update would leave the item exactly as it is (a resend)."""
+        exported_at = update.get("exportedAt")
+        return (
+            self.status == update["status"]
+            and self.exported_at == (None if exported_at is None else parse_datetime(exported_at))
+            and self.external_id == update.get("externalId")
+            and self.external_url == update.get("externalUrl")
+            and self.failure_reason == update.get("failureReason")
+            and self.failure_reason_type == update.get("failureReasonType")
+        )
 
     def overwrite(self, update: dict[str, Any]) -> None:
         """Replace the item's reported state with a validated UpdateExportJobItemV3 (a PUT)."""
@@ -122,24 +147,26 @@ class Job:
         return self.status in _spec.TERMINAL_JOB_STATUSES
 
     def payload(self, expires_in: int) -> dict[str, Any]:
-        """The job as the API returns it."""
-        return {
-            "id": self.id,
-            "companyId": self.company_id,
-            "createdAt": format_datetime(self.created_at),
-            "createdBy": self.created_by,
-            "expiresIn": expires_in,
-            "expiredAt": _optional_datetime(self.expired_at),
-            "failureReason": self.failure_reason,
-            "failureReasonType": self.failure_reason_type,
-            "isInteractive": self.is_interactive,
-            "lastUpdatedAt": format_datetime(self.last_updated_at),
-            "numberOfItems": len(self.items),
-            "startedAt": _optional_datetime(self.started_at),
-            "completedAt": _optional_datetime(self.completed_at),
-            "status": self.status,
-            "vendorBasedBookkeeping": self.vendor_based_bookkeeping,
-        }
+        """The job as the API returns it (keys without a value left out)."""
+        return _without_nulls(
+            {
+                "id": self.id,
+                "companyId": self.company_id,
+                "createdAt": format_datetime(self.created_at),
+                "createdBy": self.created_by,
+                "expiresIn": expires_in,
+                "expiredAt": _optional_datetime(self.expired_at),
+                "failureReason": self.failure_reason,
+                "failureReasonType": self.failure_reason_type,
+                "isInteractive": self.is_interactive,
+                "lastUpdatedAt": format_datetime(self.last_updated_at),
+                "numberOfItems": len(self.items),
+                "startedAt": _optional_datetime(self.started_at),
+                "completedAt": _optional_datetime(self.completed_at),
+                "status": self.status,
+                "vendorBasedBookkeeping": self.vendor_based_bookkeeping,
+            }
+        )
 
     def abandon_unfinished_items(self) -> None:
         """Mark every item the integration has not finished as abandoned (§7.2)."""
@@ -162,7 +189,8 @@ class UpdateOutcome:
 class LifecycleRules:
     """The switches for the undocumented corners of the lifecycle (§7.2, §11)."""
 
-    strict: bool = False
+    # Refuse what Pleo's guidance tells a connector not to do (see FakePleo); False is lenient.
+    strict: bool = True
     # §11 #3: whether `started` on an in_progress job is accepted (as a no-op) instead of a 422.
     accept_repeated_started: bool = False
     # §4.2: whether a pending job (not only an in_progress one) blocks creating another.
@@ -255,7 +283,7 @@ class State:
             job.started_at = now
         if status in ("completed", "completed_with_errors"):
             job.completed_at = now
-        if status == "failed":
+        if status in _spec.TERMINAL_JOB_STATUSES:
             job.abandon_unfinished_items()
         self.jobs[job.id] = job
         return job
@@ -321,10 +349,11 @@ class State:
             # completed_with_errors; storing them for both is the lenient reading.
             job.failure_reason = failure_reason
             job.failure_reason_type = failure_reason_type
-        if event == "failed":
-            job.abandon_unfinished_items()
-        else:
+        if event != "failed":
             job.completed_at = now
+        # Items the integration left unfinished can no longer be: abandoned (§7.1 step 9).
+        # Strict mode refuses a completion with such items, so only `failed` gets here with them.
+        job.abandon_unfinished_items()
         return True
 
     def _check_transition(self, job: Job, event: str) -> None:
@@ -343,17 +372,17 @@ class State:
             return
         if event == "failed":
             return
-        # completed or completed_with_errors: lenient by default, checked in strict mode.
+        # completed or completed_with_errors: checked in strict mode, accepted in lenient mode.
         if not self.rules.strict:
             return
         if job.status == "pending":
             raise refuse(f"the job is pending; send 'started' before '{event}'")
         unfinished = sum(1 for i in job.items.values() if i.status not in _spec.FINAL_ITEM_STATUSES)
         if unfinished:
-            raise refuse(f"{unfinished} items are neither successful nor failed")
+            raise refuse(f"{_items(unfinished)} neither successful nor failed")
         failed = sum(1 for i in job.items.values() if i.status == "failed")
         if event == "completed" and failed:
-            raise refuse(f"{failed} items failed; use completed_with_errors")
+            raise refuse(f"{_items(failed)} failed; use completed_with_errors")
 
     def update_items(
         self,
@@ -394,11 +423,13 @@ class State:
                     "Status 'abandoned' is set by Pleo when a job fails or expires; "
                     "report 'successful' or 'failed'.",
                 )
-            elif self.rules.strict and item.status == "successful":
+            elif self.rules.strict and item.status == "successful" and not item.reported_as(update):
+                # §11 #5: a successful item is final. The same update again (a retry whose
+                # answer was lost) changes nothing and is acknowledged; anything else is refused.
                 reject(
                     entry_id,
                     "EXPORT_ENTRY_STATUS_UPDATE_FAILED",
-                    "Export entry was already exported successfully and cannot be updated.",
+                    "Export entry was already exported successfully and cannot be changed.",
                 )
             elif inject_item_error(index):
                 reject(entry_id, injected_error_type, "Export entry status update failed.")

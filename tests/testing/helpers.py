@@ -65,3 +65,17 @@ def failed(entry_id: str, **extra: Any) -> dict[str, Any]:
         "failureReasonType": "vendor_unknown",
         **extra,
     }
+
+
+async def finish(
+    session: aiohttp.ClientSession, job_id: str, item_ids: list[str], event: str
+) -> tuple[int, Any]:
+    """Send a final ``event`` as a connector should: first a result for every item the event
+    needs (all successful for `completed`, the first failed for `completed_with_errors`)."""
+    if event in ("completed", "completed_with_errors") and item_ids:
+        updates = [successful(entry_id) for entry_id in item_ids]
+        if event == "completed_with_errors":
+            updates[0] = failed(item_ids[0])
+        status, body = await put_items(session, job_id, updates)
+        assert (status, body["errors"]) == (200, []), body
+    return await post_event(session, job_id, event)

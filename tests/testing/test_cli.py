@@ -73,3 +73,13 @@ async def test_cli_prints_url_key_and_jobs_then_serves_until_stopped(
             process.send_signal(stop_signal)
         return_code = await asyncio.wait_for(process.wait(), timeout=10)
     assert return_code == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "strict"), [([], True), (["--lenient"], False), (["--strict"], True)]
+)
+def test_cli_server_is_strict_unless_told_lenient(arguments: list[str], strict: bool) -> None:
+    """The command line server is strict like FakePleo; `--lenient` opts out, `--strict` is kept."""
+    from pleo_export_async.testing.__main__ import _parser
+
+    assert _parser().parse_args(arguments).strict is strict

@@ -14,22 +14,13 @@ from .helpers import (
     UNKNOWN_ID,
     call,
     failed,
-    post_event,
+    finish,
     put_items,
     session_for,
     successful,
 )
 
-ITEM_FIELDS = {
-    "accountingEntryId",
-    "exportJobId",
-    "status",
-    "exportedAt",
-    "externalId",
-    "externalUrl",
-    "failureReason",
-    "failureReasonType",
-}
+REQUIRED_ITEM_FIELDS = {"accountingEntryId", "exportJobId", "status"}
 
 
 async def _get_items(session: aiohttp.ClientSession, job_id: str, **params: str) -> tuple[int, Any]:
@@ -39,22 +30,19 @@ async def _get_items(session: aiohttp.ClientSession, job_id: str, **params: str)
 # ---- GET items ----------------------------------------------------------------------------
 
 
-async def test_items_start_pending_with_null_fields(
+async def test_items_start_pending_with_only_the_required_fields(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
-    """Before processing every item is pending and its other fields are null."""
+    """Before processing every item is pending, and the optional fields, having no value, are
+    left out rather than null (§13)."""
     job = fake_pleo.create_job(items=3)
     status, body = await _get_items(session, job.id)
     assert status == 200
     assert [item["accountingEntryId"] for item in body["data"]] == job.item_ids
     for item in body["data"]:
-        assert set(item) == ITEM_FIELDS
+        assert set(item) == REQUIRED_ITEM_FIELDS
         assert item["exportJobId"] == job.id
         assert item["status"] == "pending"
-        assert all(
-            item[field] is None
-            for field in ITEM_FIELDS - {"accountingEntryId", "exportJobId", "status"}
-        )
 
 
 async def test_pagination_walk_visits_every_item_once(
@@ -224,9 +212,8 @@ async def test_put_commits_and_acknowledges_in_data(
         "exportedAt": "2024-05-01T10:00:00Z",
         "externalId": "JE-10452",
         "externalUrl": "https://erp.example.com/journal/JE-10452",
-        "failureReason": None,
-        "failureReasonType": None,
     }
+    assert set(second) == REQUIRED_ITEM_FIELDS | {"failureReason", "failureReasonType"}
     assert (second["status"], second["failureReasonType"]) == ("failed", "vendor_unknown")
     assert fake_pleo.item(job.id, ok) == first
     assert fake_pleo.item(job.id, bad) == second
@@ -300,7 +287,7 @@ async def test_put_on_finished_job_is_422(
 ) -> None:
     """A PUT on a finished job gets 422 EXPORT_JOB_STATUS_UNPROCESSABLE (job is finished)."""
     job = fake_pleo.create_job(items=1)
-    await post_event(session, job.id, final_status)
+    assert (await finish(session, job.id, job.item_ids, final_status))[0] == 202
     status, body = await put_items(session, job.id, [successful(job.item_ids[0])])
     assert status == 422
     assert body == {"type": "EXPORT_JOB_STATUS_UNPROCESSABLE", "message": "Export job is finished."}
@@ -312,10 +299,11 @@ async def test_put_on_unknown_job_is_404(session: aiohttp.ClientSession) -> None
     assert (status, body["type"]) == (404, "EXPORT_NOT_FOUND")
 
 
+@pytest.mark.fake_pleo(strict=False)
 async def test_lenient_put_on_pending_job_is_accepted(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
-    """By default a PUT on a job that was never started is accepted."""
+    """Lenient: a PUT on a job that was never started is accepted."""
     job = fake_pleo.create_job(items=1, status="pending")
     status, body = await put_items(session, job.id, [successful(job.item_ids[0])])
     assert (status, len(body["data"])) == (200, 1)
@@ -325,17 +313,18 @@ async def test_lenient_put_on_pending_job_is_accepted(
 async def test_strict_put_on_pending_job_is_422(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
-    """Strict: a PUT on a job that was never started gets 422 and commits nothing."""
+    """A PUT on a job that was never started gets 422 and commits nothing (strict)."""
     job = fake_pleo.create_job(items=1, status="pending")
     status, body = await put_items(session, job.id, [successful(job.item_ids[0])])
     assert (status, body["type"]) == (422, "EXPORT_JOB_STATUS_UNPROCESSABLE")
     assert fake_pleo.item(job.id, job.item_ids[0])["status"] == "pending"
 
 
+@pytest.mark.fake_pleo(strict=False)
 async def test_lenient_rewrite_last_write_wins(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
-    """By default an item can be rewritten, even after success; the last write wins."""
+    """Lenient: an item can be rewritten, even after success; the last write wins."""
     job = fake_pleo.create_job(items=1)
     entry_id = job.item_ids[0]
     await put_items(session, job.id, [failed(entry_id)])
@@ -343,7 +332,7 @@ async def test_lenient_rewrite_last_write_wins(
     _, body = await put_items(session, job.id, [successful(entry_id, externalId="B")])
     assert body["errors"] == []
     item = fake_pleo.item(job.id, entry_id)
-    assert (item["status"], item["externalId"], item["failureReasonType"]) == (
+    assert (item["status"], item["externalId"], item.get("failureReasonType")) == (
         "successful",
         "B",
         None,
@@ -366,6 +355,30 @@ async def test_strict_rewrite_of_successful_item_is_an_item_error(
         (done, "EXPORT_ENTRY_STATUS_UPDATE_FAILED")
     ]
     assert fake_pleo.item(job.id, done)["externalId"] == "A"
+
+
+async def test_a_successful_item_cannot_turn_failed_by_default(
+    fake_pleo: FakePleo, session: aiohttp.ClientSession
+) -> None:
+    """By default turning a successful item into a failed one is EXPORT_ENTRY_STATUS_UPDATE_FAILED,
+    while the very same successful update again is acknowledged and changes nothing."""
+    job = fake_pleo.create_job(items=1)
+    entry_id = job.item_ids[0]
+    update = successful(entry_id, externalId="A", exportedAt="2024-05-01T12:00:00+02:00")
+    await put_items(session, job.id, [update])
+    _, body = await put_items(session, job.id, [failed(entry_id)])
+    assert body["data"] == []
+    assert [(e["accountingEntryId"], e["type"]) for e in body["errors"]] == [
+        (entry_id, "EXPORT_ENTRY_STATUS_UPDATE_FAILED")
+    ]
+    _, body = await put_items(session, job.id, [update])
+    assert (body["errors"], [item["accountingEntryId"] for item in body["data"]]) == (
+        [],
+        [entry_id],
+    )
+    assert fake_pleo.item(job.id, entry_id)["status"] == "successful"
+    # The journal still counts both later sends: a connector should have sent neither.
+    assert fake_pleo.journal.resent_after_ack(job.id) == {entry_id: 2}
 
 
 async def test_uppercase_ids_are_matched_and_answered_lowercase(
@@ -490,10 +503,11 @@ async def test_every_item_failure_reason_type_is_accepted(
     assert (status, len(body["data"]), body["errors"]) == (200, 18, [])
 
 
+@pytest.mark.fake_pleo(strict=False)
 async def test_lenient_mode_ignores_unknown_fields(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
-    """By default an unknown item field is ignored, as a default Jackson setup does."""
+    """Lenient: an unknown item field is ignored, as a default Jackson setup does."""
     job = fake_pleo.create_job(items=1)
     status, _ = await put_items(session, job.id, [successful(job.item_ids[0], externalID="x")])
     assert status == 200

@@ -12,20 +12,14 @@ from pleo_export_async.testing import FakePleo
 
 from .helpers import DATETIME_PATTERN, UNKNOWN_ID, call, failed, post_event, put_items, session_for
 
-JOB_FIELDS = {
+# ExportJobV3's required fields: always there.
+REQUIRED_JOB_FIELDS = {
     "id",
     "companyId",
     "createdAt",
-    "createdBy",
     "expiresIn",
-    "expiredAt",
-    "failureReason",
-    "failureReasonType",
     "isInteractive",
-    "lastUpdatedAt",
     "numberOfItems",
-    "startedAt",
-    "completedAt",
     "status",
     "vendorBasedBookkeeping",
 }
@@ -41,18 +35,18 @@ def _create_body(company_id: str, entry_ids: list[str], **extra: Any) -> dict[st
 async def test_get_job_returns_export_job_v3(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
-    """GET a job returns {data: ExportJobV3} with every schema field and Z datetimes."""
+    """GET a job returns {data: ExportJobV3} with its required fields, lastUpdatedAt, Z datetimes,
+    and none of the optional fields it has no value for (§13: left out, not null)."""
     job = fake_pleo.create_job(items=4, status="pending")
     status, body = await call(session, "GET", f"/v3/export-jobs/{job.id}")
     assert status == 200
     data = body["data"]
-    assert set(data) == JOB_FIELDS
+    assert set(data) == REQUIRED_JOB_FIELDS | {"lastUpdatedAt"}
     assert data["id"] == job.id
     assert data["companyId"] == job.company_id
     assert data["status"] == "pending"
     assert data["numberOfItems"] == 4
     assert data["expiresIn"] == 3600
-    assert data["startedAt"] is None
     assert DATETIME_PATTERN.match(data["createdAt"])
     assert DATETIME_PATTERN.match(data["lastUpdatedAt"])
     assert data == fake_pleo.job_payload(job.id)
@@ -330,7 +324,7 @@ async def test_failure_fields_stored_on_failed_and_completed_with_errors(
         job = fake_pleo.create_job(items=0)
         assert (await post_event(session, job.id, event, **reason))[0] == 202
         payload = fake_pleo.job_payload(job.id)
-        outcomes[event] = (payload["failureReason"], payload["failureReasonType"])
+        outcomes[event] = (payload.get("failureReason"), payload.get("failureReasonType"))
     assert outcomes == {
         "failed": ("ERP down", "service_unreachable"),
         "completed_with_errors": ("ERP down", "service_unreachable"),
@@ -361,6 +355,39 @@ async def test_failed_event_abandons_unfinished_items(
         busy: "abandoned",
         untouched: "abandoned",
     }
+
+
+@pytest.mark.parametrize("event", ["completed", "completed_with_errors"])
+async def test_lenient_completion_abandons_unfinished_items(event: str) -> None:
+    """Lenient: a job completed with items still pending or in progress abandons them."""
+    async with FakePleo(strict=False) as fake, session_for(fake) as session:
+        job = fake.create_job(items=3)
+        ok, busy, untouched = job.item_ids
+        await put_items(
+            session,
+            job.id,
+            [
+                {"accountingEntryId": ok, "status": "successful"},
+                {"accountingEntryId": busy, "status": "in_progress"},
+            ],
+        )
+        assert (await post_event(session, job.id, event))[0] == 202
+        statuses = {item["accountingEntryId"]: item["status"] for item in fake.items(job.id)}
+        assert statuses == {ok: "successful", busy: "abandoned", untouched: "abandoned"}
+
+
+async def test_completing_with_unfinished_items_is_refused_by_default(
+    fake_pleo: FakePleo, session: aiohttp.ClientSession
+) -> None:
+    """By default completing with an item still pending gets 422 and abandons nothing."""
+    job = fake_pleo.create_job(items=2)
+    ok, untouched = job.item_ids
+    await put_items(session, job.id, [{"accountingEntryId": ok, "status": "successful"}])
+    status, body = await post_event(session, job.id, "completed")
+    assert (status, body["type"]) == (422, "INVALID_EXPORT_JOB_STATUS_CHANGE")
+    assert "1 item is neither successful nor failed" in body["message"]
+    assert fake_pleo.item(job.id, untouched)["status"] == "pending"
+    assert fake_pleo.job_status(job.id) == "in_progress"
 
 
 async def test_event_for_unknown_job_is_404(session: aiohttp.ClientSession) -> None:
@@ -480,7 +507,10 @@ async def test_updates_and_events_postpone_expiry(
     fake_pleo.advance_clock(3000)
     await post_event(session, job.id, "started")
     fake_pleo.advance_clock(3000)
-    await put_items(session, job.id, [failed(job.item_ids[0])])
+    first, second = job.item_ids
+    await put_items(
+        session, job.id, [failed(first), {"accountingEntryId": second, "status": "successful"}]
+    )
     fake_pleo.advance_clock(3000)
     assert fake_pleo.job_status(job.id) == "in_progress"
     assert (await post_event(session, job.id, "completed_with_errors"))[0] == 202
