@@ -8,6 +8,7 @@ plain functions. The interrupted `push` runs the console script in a subprocess 
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import json
 import os
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -880,3 +883,45 @@ def test_fake_server_serves_its_jobs_until_interrupted() -> None:
             process.communicate()
     assert "Traceback" not in err
     assert process.returncode == 130
+
+
+@pytest.mark.parametrize(("flags", "status"), [((), 422), (("--lenient",), 200)])
+def test_fake_server_is_strict_unless_told_lenient(flags: tuple[str, ...], status: int) -> None:
+    """`fake-server` refuses item updates on a job not yet started, as Pleo's guidance asks,
+    and accepts them with --lenient."""
+    env = {name: value for name, value in os.environ.items() if name not in HOST_SETTINGS}
+    env.update(NO_COLOR="1", PYTHONPATH=str(REPO_ROOT))
+    command = [sys.executable, "-c", CONSOLE_SCRIPT, "fake-server", "--port", "0", *flags]
+    command.extend(["--jobs", "1", "--items", "1"])
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        announced = dict(process.stdout.readline().strip().split("=", 1) for _ in range(3))
+        base_url, job_id = announced["base_url"], announced["job_id"]
+        authorization = "Basic " + base64.b64encode(f"{announced['api_key']}:".encode()).decode()
+        listing = urllib.request.Request(
+            f"{base_url}/v3/export-items?job_id={job_id}",
+            headers={"Authorization": authorization},
+        )
+        with urllib.request.urlopen(listing, timeout=10) as answer:
+            entry_id = json.load(answer)["data"][0]["accountingEntryId"]
+        update = urllib.request.Request(
+            f"{base_url}/v3/export-jobs/{job_id}/items",
+            data=json.dumps([{"accountingEntryId": entry_id, "status": "successful"}]).encode(),
+            method="PUT",
+            headers={"Authorization": authorization, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(update, timeout=10) as answer:
+                got = answer.status
+        except urllib.error.HTTPError as refused:
+            got = refused.code
+        assert got == status
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

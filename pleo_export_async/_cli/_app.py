@@ -417,9 +417,15 @@ def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str) -> None
     help="Faults to inject into the answers.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for IDs and faults.")
+@click.option(
+    "--lenient",
+    is_flag=True,
+    help="Accept what Pleo's guidance tells a connector not to do (item updates before "
+    "`started`, completing with items pending, rewriting a successful item); refused by default.",
+)
 @click.pass_context
 def fake_server(
-    ctx: click.Context, port: int, job_count: int, items: int, faults: str, seed: int
+    ctx: click.Context, port: int, job_count: int, items: int, faults: str, seed: int, lenient: bool
 ) -> None:
     """Serve a fake Pleo Export API on loopback until interrupted."""
     from ._demo import faults_for
@@ -429,7 +435,9 @@ def fake_server(
     async def work() -> ExitCode:
         from pleo_export_async.testing import FakePleo
 
-        async with FakePleo(port=port, seed=seed, faults=faults_for(faults)) as fake:
+        async with FakePleo(
+            port=port, seed=seed, faults=faults_for(faults), strict=not lenient
+        ) as fake:
             created = [fake.create_job(items=items, status="pending") for _ in range(job_count)]
             out = settings.output.stdout
             out.print(f"base_url={fake.base_url}", markup=False, highlight=False)
