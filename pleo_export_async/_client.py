@@ -59,12 +59,18 @@ class PleoExportClient:
             or not 0 < flush_after < math.inf
         ):
             raise InvalidInput("flush_after", flush_after, "must be a positive number of seconds")
-        if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 256:
+        if not _is_int(max_concurrency) or not 1 <= max_concurrency <= 256:
             raise InvalidInput("max_concurrency", max_concurrency, "must be an int in 1..256")
-        if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        if not _is_int(batch_size) or not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise InvalidInput("batch_size", batch_size, f"must be an int in 1..{MAX_BATCH_SIZE}")
-        if not isinstance(timeout, int | float) or timeout <= 0:
+        if (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not 0 < timeout < math.inf
+        ):
             raise InvalidInput("timeout", timeout, "must be a positive number of seconds")
+        if ledger is not None and not callable(getattr(ledger, "open_job", None)):
+            raise InvalidInput("ledger", ledger, "must be a Ledger (MemoryLedger, SqliteLedger...)")
         for method in ("authorization", "refresh"):
             if not callable(getattr(auth, method, None)):
                 raise InvalidInput(
@@ -133,6 +139,10 @@ class PleoExportClient:
         """
         if not isinstance(wait, bool):
             raise InvalidInput("wait", wait, "must be True or False")
+        if not isinstance(reconcile_on_resume, bool):
+            raise InvalidInput("reconcile_on_resume", reconcile_on_resume, "must be True or False")
+        if ledger is not None and not callable(getattr(ledger, "open_job", None)):
+            raise InvalidInput("ledger", ledger, "must be a Ledger (MemoryLedger, SqliteLedger...)")
         return JobRun(
             self,
             uuid_string("job_id", job_id),
@@ -298,3 +308,8 @@ class PleoExportClient:
             stop=stop,
             once=once,
         )
+
+
+def _is_int(value: object) -> bool:
+    """An int, and not a bool (True is an int to Python, never a count to a caller)."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -49,6 +49,7 @@ from ._errors import (
     MissingContraAccounts,
     PleoExportError,
     TransportError,
+    UnexpectedResponse,
 )
 from ._export_items import ExportItem
 from ._ledger import JobLedger, Ledger
@@ -68,6 +69,7 @@ ProgressCallback = Callable[[Progress], None]
 _FINAL_STATUSES = frozenset(status.value for status in FINAL_JOB_STATUS_OF_EVENT.values())
 _EVENTS_PATH = "/v3/export-job-events"
 _EXPORT_ITEMS_PATH = "/v3/export-items"
+_DOES_NOT_EXIST = "ACCOUNTING_ENTRY_DOES_NOT_EXIST"
 
 
 class JobRun:
@@ -135,6 +137,9 @@ class JobRun:
         (default: as given to `client.job`), raises `JobLeased` at once if one of them holds the
         job. Without it, each call takes the turn for itself, and another worker may work the job
         between two calls (this run then picks up what that worker did).
+
+        Raises `JobLeased` (with `wait=False`) when another holds the job; `LedgerError` (or its
+        `LeaseLost`) when the ledger cannot take or keep the turn.
         """
         job_ledger = await self._open()
         if self._holding:
@@ -191,6 +196,10 @@ class JobRun:
 
         Pages through `GET /v3/export-jobs/{jobId}/items` and compares each item's status and
         the fields we sent. Returns how many updates it marked acknowledged.
+
+        Raises `JobFinished` (no request) once the job's final event is recorded; while reading,
+        `JobNotFound`, `AuthenticationError`, `PermissionDenied`, `ApiError`, `TransportError` or
+        `UnexpectedResponse`; `JobLeased` or `LedgerError` from the ledger.
         """
         job_ledger = await self._open()
         async with self._turn(job_ledger):
@@ -230,7 +239,10 @@ class JobRun:
     async def take_in_what_pleo_holds(self, items: Iterable[ExportJobItem]) -> int:
         """Record as acknowledged the final results Pleo shows for items this job's ledger knows
         nothing of (sent by a run that kept no durable ledger, say), so that `complete()` counts
-        them. Returns how many it recorded."""
+        them. Returns how many it recorded.
+
+        Raises `JobFinished` (no request) once the job's final event is recorded; `JobLeased` or
+        `LedgerError` from the ledger."""
         job_ledger = await self._open()
         async with self._turn(job_ledger):
             self._raise_if_final()
@@ -267,7 +279,9 @@ class JobRun:
 
     async def recorded_outcome(self) -> CompletionOutcome | None:
         """How the job was closed, if this JobRun or its ledger knows: read from the ledger,
-        with no request. None while the ledger has no delivered final event for the job."""
+        with no request. None while the ledger has no delivered final event for the job.
+
+        Raises `LedgerError` when the ledger cannot be read."""
         job_ledger = await self._open()
         record = job_ledger.final_event()
         if record is not None and record.outcome is not None:
@@ -300,8 +314,18 @@ class JobRun:
         conflicting element stops the call after the batches in flight are settled. On an error
         the exception carries the report of what was settled in its `report` attribute; so does
         an exception raised by the input itself, which is raised as it is.
+
+        Raises, before any request: `InvalidInput` (its `ConflictingUpdates` for two different
+        updates of one ID) for bad input, `JobFinished` once the job's final event is recorded.
+        While sending: `JobFinished` (Pleo says the job is final), `JobNotFound`,
+        `AuthenticationError` (its `ReauthorizationRequired`), `PermissionDenied`, `ApiError` for
+        another error status, `UnexpectedResponse` for a 2xx that is not Pleo's 200,
+        `TransportError` once the retries ran out; `JobLeased`, `LeaseLost` or `LedgerError`
+        from the ledger. Items Pleo left unacknowledged do not raise: the report lists them.
         """
         self._raise_if_final()
+        if isinstance(updates, str | bytes | bytearray):
+            raise InvalidInput("updates", updates, "must be an iterable of ItemUpdate, not text")
         if isinstance(updates, Collection):
             _check_collection(updates)
         elif not isinstance(updates, Iterable | AsyncIterable):
@@ -331,6 +355,13 @@ class JobRun:
         Waits for a running `update()`; refuses (sending nothing) while any submitted item is
         unacknowledged; picks `completed`, `completed_with_errors` or `failed` from what was
         acknowledged and rejected, unless `event` says otherwise.
+
+        Raises `InvalidInput` for a bad `event`, `failure_reason` or `failure_reason_type`, and
+        `IncompleteJob` while items are unacknowledged, both sending nothing; `JobFinished` when
+        the job was closed otherwise; `JobStateConflict` when Pleo refuses the event for the
+        job's status; `JobNotFound`, `AuthenticationError`, `PermissionDenied`, `ApiError`,
+        `UnexpectedResponse` or `TransportError` from the requests; `JobLeased`, `LeaseLost` or
+        `LedgerError` from the ledger.
         """
         chosen_event = None if event is None else enum_member("event", event, JobEvent)
         if chosen_event is JobEvent.STARTED:
@@ -351,6 +382,7 @@ class JobRun:
             unsettled = tracker.unsettled()
             if unsettled:
                 raise IncompleteJob(self.job_id, unsettled)
+            await self._recheck_refusals(job_ledger, tracker)
             tally = self._tally(job_ledger, tracker)
             if tally.total == 0 and chosen_event is None:
                 raise IncompleteJob(
@@ -373,6 +405,10 @@ class JobRun:
         """Fail the whole job now (e.g. the accounting system is unreachable), whatever the items.
 
         Waits for a running `update()` so its acknowledgements are kept, then sends `failed`.
+
+        Raises `InvalidInput` for a bad `reason` or `reason_type` (sending nothing),
+        `JobFinished` when the job was closed otherwise, `JobStateConflict` when Pleo refuses
+        the event, and as `complete()` for the requests and the ledger.
         """
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", reason, "a failed job needs a reason for the bookkeeper")
@@ -388,6 +424,33 @@ class JobRun:
             return await self._send_final_event(
                 job_ledger, choice, self._tally(job_ledger, tracker)
             )
+
+    async def _recheck_refusals(self, job_ledger: JobLedger, tracker: ItemTracker) -> None:
+        """Before an item counts as rejected, ask Pleo whether it holds our update after all.
+
+        An attempt whose answer was lost, cut off or left the item out may have landed; the
+        resend is then refused as a rewrite (Pleo answers EXPORT_ENTRY_STATUS_UPDATE_FAILED for
+        an item already successful). Items Pleo does not have are not asked about."""
+        suspects = {
+            entry_id: entry.update
+            for entry_id, entry in tracker.rejected()
+            if (entry.error_type or "").upper() != _DOES_NOT_EXIST
+        }
+        if not suspects:
+            return
+        landed = [
+            update
+            async for item in self.items()
+            if (update := suspects.get(item.accounting_entry_id)) is not None
+            and _pleo_holds(item, update)
+        ]
+        if landed:
+            logger.info(
+                "%d refused update(s) were found held by Pleo; counted acknowledged",
+                len(landed),
+                extra={"job_id": self.job_id},
+            )
+        await self._record_found(job_ledger, landed)
 
     def _tally(self, job_ledger: JobLedger, tracker: ItemTracker) -> Tally:
         acknowledgements = job_ledger.acknowledgements
@@ -471,7 +534,10 @@ class JobRun:
     # -- reading and starting the job ---------------------------------------------------------
 
     async def fetch(self) -> ExportJob:
-        """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`)."""
+        """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`).
+
+        Raises `JobNotFound`, `AuthenticationError`, `PermissionDenied`, `ApiError`,
+        `TransportError`, or `UnexpectedResponse` for a body that is not a job."""
         return await self._client.get_job(self.job_id)
 
     async def start(self) -> ExportJob:
@@ -479,6 +545,11 @@ class JobRun:
 
         A job found already `in_progress` is resumed, as Pleo's recovery guidance says. A job
         whose final event this ledger recorded raises `JobFinished` with no request.
+
+        Raises `JobFinished` also when Pleo shows the job final, `JobStateConflict` when it is in
+        another status that cannot start; `JobNotFound`, `AuthenticationError`,
+        `PermissionDenied`, `ApiError`, `UnexpectedResponse` or `TransportError` from the
+        requests; `JobLeased` or `LedgerError` from the ledger.
         """
         job_ledger = await self._open()
         async with self._turn(job_ledger):
@@ -503,7 +574,11 @@ class JobRun:
         self, *, status: ItemStatus | str | None = None, page_size: int = 100
     ) -> AsyncGenerator[ExportJobItem, None]:
         """Every item of the job at Pleo: all pages of `GET /v3/export-jobs/{jobId}/items`, the
-        control layer (each item's status), optionally only those in `status`."""
+        control layer (each item's status), optionally only those in `status`.
+
+        Raises `InvalidInput` for a bad `status` or `page_size` before any request; then
+        `JobNotFound`, `AuthenticationError`, `PermissionDenied`, `ApiError`, `TransportError`,
+        or `UnexpectedResponse` for a page that is not a page of items."""
         params: dict[str, str | list[str]] = {}
         if status is not None:
             params["status"] = enum_member("status", status, ItemStatus).value
@@ -521,7 +596,9 @@ class JobRun:
         data layer. Only a pending or in-progress job has them.
 
         Raises `MissingContraAccounts` (400) when the company's contra accounts are not mapped,
-        and `JobFinished` (422) when the job is no longer running, both with Pleo's message.
+        and `JobFinished` (422) when the job is no longer running, both with Pleo's message;
+        `InvalidInput` for a bad `page_size` before any request; `AuthenticationError`,
+        `PermissionDenied`, `ApiError`, `TransportError` or `UnexpectedResponse` otherwise.
         """
         async for item in every_item(
             self._client.transport,
@@ -760,6 +837,13 @@ class _UpdateCall:
             except asyncio.CancelledError:
                 tracker.give_up(batch, "cancelled while in flight")
                 raise
+            except Exception as error:
+                # Not the library's own error (a ledger's driver failing, say): the call stops
+                # the same way, and the caller gets it as itself, with the report, not wrapped
+                # in the task group's ExceptionGroup.
+                tracker.give_up(batch, f"stopped by {type(error).__name__}")
+                self._stop_with(error)
+                return
             except BaseException as error:
                 tracker.give_up(batch, f"stopped by {type(error).__name__}")
                 raise
@@ -846,6 +930,13 @@ class _UpdateCall:
             logger.exception("progress callback failed", extra={"job_id": self._run.job_id})
 
     def _error_for(self, response: Response) -> PleoExportError:
+        if response.status < 300:
+            # A 2xx that is not Pleo's 200 (204, say): it acknowledges nothing, and resending
+            # into an API that answers like that cannot be known to help.
+            return UnexpectedResponse(
+                f"PUT {self._run._items_path}: HTTP {response.status} where Pleo answers 200;"
+                " nothing in the batch is taken as acknowledged"
+            )
         _, message = response.exception_info()
         if response.status == 422 and response.error_type_is("EXPORT_JOB_STATUS_UNPROCESSABLE"):
             detail = message or "Pleo refuses item updates"
@@ -943,8 +1034,16 @@ class _AsyncSourceReader:
             return None
 
     async def close(self) -> None:
-        """Stop pulling: the input is let go (an async generator is closed)."""
+        """Stop pulling: the input is let go (an async generator is closed, so that what it
+        holds, such as tasks of its own, ends now rather than when it is garbage collected)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        aclose = getattr(self._source, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                # The input failed while being closed: the call's own outcome matters more.
+                logger.exception("closing the update source failed")

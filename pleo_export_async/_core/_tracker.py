@@ -85,6 +85,8 @@ class BatchOutcome:
 
 
 _FINAL = frozenset({ItemStatus.SUCCESSFUL, ItemStatus.FAILED})
+#: States of an ID whose update may have landed at Pleo without this run knowing.
+_UNSURE = frozenset({EntryState.UNACKNOWLEDGED, EntryState.REJECTED})
 _SUCCESSFUL_STATUS = ItemStatus.SUCCESSFUL
 _ACKNOWLEDGE, _RETRY, _REJECT = 1, 2, 3
 _END = object()
@@ -369,14 +371,17 @@ class ItemTracker:
             entry.error_message = reason
 
     def record_landed(self, updates: Sequence[ItemUpdate]) -> Batch:
-        """Pleo was found to hold these updates (reconciliation): a settled batch records them."""
+        """Pleo was found to hold these updates (reconciliation): a settled batch records them.
+
+        An ID rejected by a resend (Pleo refuses to rewrite an item whose first send landed
+        unconfirmed) is settled as acknowledged too: Pleo holds its update."""
         batch = Batch(None, list(updates))
         batch.fresh = False
         batch.mark_sent()
         for update in updates:
             entry_id = update.accounting_entry_id
             entry = self.attention.get(entry_id)
-            if entry is not None and entry.state is EntryState.UNACKNOWLEDGED:
+            if entry is not None and entry.state in _UNSURE:
                 if entry.update == update and update.status in _FINAL:
                     del self.attention[entry_id]
                 elif entry.update == update:
