@@ -14,7 +14,7 @@ from ._errors import InvalidInput, JobFinished, JobLeased, PleoExportError
 from ._ledger import Ledger
 from ._report import CompletionOutcome
 from ._validate import uuid_string
-from ._workflow import _process as process_held_job
+from ._workflow import process_held_job
 
 if TYPE_CHECKING:
     from ._client import PleoExportClient

@@ -57,16 +57,17 @@ async def process_job(
     # Held throughout, so that no other worker starts the job, or calls its own handler on an
     # item, while this one works it.
     async with run.hold():
-        return await _process(run, handler, concurrency, stop, on_progress)
+        return await process_held_job(run, handler, concurrency, stop, on_progress)
 
 
-async def _process(
+async def process_held_job(
     run: JobRun,
     handler: Handler,
     concurrency: int,
     stop: asyncio.Event | None,
     on_progress: Callable[[Progress], None] | None,
 ) -> CompletionOutcome | None:
+    """`process_job` for a run whose caller holds the job (`run.hold()`), arguments checked."""
     job_id = run.job_id
     recorded = await run.recorded_outcome()
     if recorded is not None:
