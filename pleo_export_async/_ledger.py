@@ -173,12 +173,14 @@ class MemoryLedger:
         self._jobs: dict[str, MemoryJobLedger] = {}
 
     async def open_job(self, job_id: str) -> MemoryJobLedger:
+        """The job's records, made empty the first time. Raises nothing: they are in memory."""
         job = self._jobs.get(job_id)
         if job is None:
             job = self._jobs[job_id] = MemoryJobLedger(job_id)
         return job
 
     async def close(self) -> None:
+        """Nothing to let go of. Raises nothing."""
         return
 
     def __repr__(self) -> str:

@@ -186,9 +186,6 @@ def test_a_uuid_of_the_wrong_type_reads_well() -> None:
 
 #: Names a docstring may cite besides the library's own exceptions.
 OTHER_EXCEPTIONS = {"CancelledError", "AssertionError", "ExceptionGroup"}
-#: Classes whose coroutines do not yet say what they raise. Drop a class from here once its
-#: docstrings do.
-NOT_YET = {MemoryLedger}
 
 
 def _public_coroutines(kind: type) -> list[str]:
@@ -216,25 +213,13 @@ CLASSES = [
     ApiKeyAuth,
     BearerTokenAuth,
     OAuth2Auth,
+    MemoryLedger,
     SqliteLedger,
     PostgresLedger,
-    *NOT_YET,
 ]
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            kind,
-            marks=pytest.mark.xfail(
-                kind in NOT_YET, reason="its coroutines' docstrings name no exceptions yet"
-            ),
-        )
-        for kind in CLASSES
-    ],
-    ids=lambda kind: kind.__name__,
-)
+@pytest.mark.parametrize("kind", CLASSES, ids=lambda kind: kind.__name__)
 def test_every_public_coroutine_names_the_exceptions_it_raises(kind: type) -> None:
     """Its docstring has a sentence saying what it raises, and every exception it names in
     backquotes that looks like one exists."""
