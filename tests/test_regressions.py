@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from reliability.hostile import HostileProxy
 
 from helpers import client_for, successful_updates
 from pleo_export_async import (
@@ -24,6 +23,7 @@ from pleo_export_async import (
     UnexpectedResponse,
 )
 from pleo_export_async.testing import FakePleo, Faults, FaultSpec
+from reliability.hostile import HostileProxy
 
 _LIBRARY = Path(__file__).resolve().parents[1] / "pleo_export_async"
 
