@@ -20,6 +20,7 @@ from pleo_export_async import (
     ItemUpdate,
     JobEvent,
     JobRun,
+    RetryPolicy,
     TransportError,
 )
 from pleo_export_async.testing import FakePleo, Faults, FaultSpec, Journal, JournalEntry
@@ -41,6 +42,9 @@ SPIKE_DELAY: Final = 2.0
 #: How much earlier than `timeout` after its arrival a request is taken as given up by the
 #: client, when counting the requests in flight: covers the way from the client to the fake.
 GIVE_UP_MARGIN: Final = 0.5
+#: The retries of the chaos and cancellation runs: enough to outlast any fault plan's bursts,
+#: waits short enough for hundreds of jobs.
+RETRY: Final = RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.05)
 REPO_TESTS: Final = Path(__file__).resolve().parents[1]
 
 

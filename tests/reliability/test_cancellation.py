@@ -17,16 +17,17 @@ from hypothesis import strategies as st
 
 from helpers import client_for
 from pleo_export_async import (
+    CompletionOutcome,
     ExportItem,
     ItemUpdate,
     JobEvent,
     JobFinished,
     PleoExportClient,
-    RetryPolicy,
 )
 from pleo_export_async.testing import FakePleo, Faults, instant_retries
 
 from .checks import (
+    RETRY,
     JobPlan,
     check_job,
     finish,
@@ -41,8 +42,6 @@ from .checks import (
 )
 from .figures import Figures
 from .scale import profile
-
-RETRY = RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.05)
 
 
 @dataclass(frozen=True)
@@ -166,6 +165,37 @@ def _ledger_holds_only_what_pleo_acknowledged(fake: FakePleo, job_id: str, held:
     )
 
 
+def _check_resumed(
+    fake: FakePleo,
+    job_id: str,
+    plan: JobPlan,
+    outcome: CompletionOutcome,
+    figures: Figures,
+    run: CancelRun,
+    held: set[str],
+    resumed_at: float,
+) -> None:
+    """After the cancelled call and the one that finished the job: nothing the ledger held was
+    sent again, and the job is whole and closed once (the resumed call's own sends are judged
+    by `check_job`)."""
+    resent = resent_after_known_ack(fake, job_id, timeout=30.0, cut=resumed_at, known=held)
+    figures.resent_after_ack += sum(resent.values())
+    assert resent == {}
+    figures.take_journal(fake.journal)
+    check_job(
+        fake,
+        job_id,
+        plan,
+        outcome,
+        figures,
+        max_concurrency=run.max_concurrency,
+        timeout=30,
+        resend_checked=False,
+        abandoned_at=resumed_at,
+    )
+    figures.cancellations_survived += 1
+
+
 async def _cancel_update(run: CancelRun, figures: Figures) -> None:
     async with FakePleo(seed=run.seed, strict=True, faults=LATENCY) as fake:
         job = fake.create_job(items=run.items)
@@ -188,22 +218,7 @@ async def _cancel_update(run: CancelRun, figures: Figures) -> None:
                 outcome = await finish(finisher, lambda: _source(plan, run))
             await settle_loop()
             assert library_tasks() == []
-        resent = resent_after_known_ack(fake, job.id, timeout=30.0, cut=resumed_at, known=held)
-        figures.resent_after_ack += sum(resent.values())
-        assert resent == {}
-        figures.take_journal(fake.journal)
-        check_job(
-            fake,
-            job.id,
-            plan,
-            outcome,
-            figures,
-            max_concurrency=run.max_concurrency,
-            timeout=30,
-            resend_checked=False,
-            abandoned_at=resumed_at,
-        )
-        figures.cancellations_survived += 1
+        _check_resumed(fake, job.id, plan, outcome, figures, run, held, resumed_at)
         figures.cancel_moments[f"update(): {phase}"] += 1
 
 
@@ -316,26 +331,11 @@ async def _cancel_process_job(run: CancelRun, figures: Figures) -> None:
             assert outcome is not None
             await settle_loop()
             assert library_tasks() == []
-        resent = resent_after_known_ack(fake, job.id, timeout=30.0, cut=resumed_at, known=held)
-        figures.resent_after_ack += sum(resent.values())
-        assert resent == {}
-        figures.take_journal(fake.journal)
         plan = JobPlan(
             known=[item_update(i, numbers[i], run.failed_share, run.seed) for i in job.item_ids],
             unknown=[],
         )
-        check_job(
-            fake,
-            job.id,
-            plan,
-            outcome,
-            figures,
-            max_concurrency=run.max_concurrency,
-            timeout=30,
-            resend_checked=False,
-            abandoned_at=resumed_at,
-        )
-        figures.cancellations_survived += 1
+        _check_resumed(fake, job.id, plan, outcome, figures, run, held, resumed_at)
         figures.cancel_moments[f"process_job(): {phase}"] += 1
 
 

@@ -17,12 +17,12 @@ from pleo_export_async import (
     ExportItem,
     ItemFailureReasonType,
     ItemUpdate,
-    RetryPolicy,
 )
 from pleo_export_async.testing import FakePleo, instant_retries
 
 from .checks import (
     GIVE_UP_AND_RETRY,
+    RETRY,
     FaultPlan,
     JobPlan,
     check_job,
@@ -37,8 +37,6 @@ from .checks import (
 )
 from .figures import Figures
 from .scale import SCALE, profile
-
-RETRY = RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.05)
 
 
 @dataclass(frozen=True)
