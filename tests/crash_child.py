@@ -13,8 +13,10 @@ from pathlib import Path
 
 from pleo_export_async import (
     ApiKeyAuth,
+    CompletionOutcome,
     ItemUpdate,
     JobFinished,
+    JobRun,
     PleoExportClient,
     RetryPolicy,
     SqliteLedger,
@@ -33,6 +35,15 @@ def crash_updates(entry_ids: list[str]) -> list[ItemUpdate]:
     ]
 
 
+async def update_then_complete(run: JobRun, updates: list[ItemUpdate]) -> CompletionOutcome:
+    """Send the updates, then complete. A job already closed (by this process's last run before
+    it died, or by another worker) raises JobFinished in update(); complete() then returns the
+    recorded outcome."""
+    with contextlib.suppress(JobFinished):
+        await run.update(updates)
+    return await run.complete()
+
+
 async def main(base_url: str, api_key: str, job_id: str, ids_file: str, ledger_file: str) -> None:
     updates = crash_updates(json.loads(Path(ids_file).read_text()))  # noqa: ASYNC240
     retry = RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.1)
@@ -42,11 +53,7 @@ async def main(base_url: str, api_key: str, job_id: str, ids_file: str, ledger_f
             base_url, auth=ApiKeyAuth(api_key), max_concurrency=4, retry=retry
         ) as client,
     ):
-        run = client.job(job_id, ledger=ledger)
-        # If the last run closed the job before it died, complete() returns its outcome.
-        with contextlib.suppress(JobFinished):
-            await run.update(updates)
-        outcome = await run.complete()
+        outcome = await update_then_complete(client.job(job_id, ledger=ledger), updates)
     print(outcome.event.value, flush=True)
 
 

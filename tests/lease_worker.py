@@ -10,16 +10,14 @@ workers can be started at the same moment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from crash_child import crash_updates
+from crash_child import crash_updates, update_then_complete
 from pleo_export_async import (
     ApiKeyAuth,
-    JobFinished,
     PleoExportClient,
     PostgresLedger,
     RetryPolicy,
@@ -54,11 +52,7 @@ async def main(
         if start_file is not None:
             while not os.path.exists(start_file):  # noqa: ASYNC110, ASYNC240
                 await asyncio.sleep(0.005)
-        run = client.job(job_id, ledger=ledger)
-        # A job another worker closed: update() says so, complete() returns its outcome.
-        with contextlib.suppress(JobFinished):
-            await run.update(updates)
-        outcome = await run.complete()
+        outcome = await update_then_complete(client.job(job_id, ledger=ledger), updates)
     print(outcome.event.value, flush=True)
 
 
