@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from batching import new_tracker, planned
-from helpers import successful_updates
+from helpers import client_for, successful_updates
 from pleo_export_async import (
     ItemUpdate,
     LedgerError,
@@ -30,10 +30,12 @@ from pleo_export_async._core._batches import Batch
 from pleo_export_async._core._tracker import ItemTracker
 from pleo_export_async._ledger import JobLedger
 from pleo_export_async._sqlite_ledger import APPLICATION_ID, SCHEMA_VERSION
+from pleo_export_async.testing import FakePleo
 
 JOB_A = "11111111-1111-4111-8111-111111111111"
 ENTRY_1 = "aaaaaaaa-0000-4000-8000-000000000001"
 ENTRY_2 = "aaaaaaaa-0000-4000-8000-000000000002"
+ENTRY_3 = "aaaaaaaa-0000-4000-8000-000000000003"
 
 
 def entry_ids(count: int, start: int = 0) -> list[str]:
@@ -128,28 +130,36 @@ async def test_a_write_asked_for_while_closing_is_refused_not_left_waiting(
 
 
 async def test_a_failed_group_raises_ledger_error_to_each_of_its_writers(tmp_path: Path) -> None:
-    """If a group's transaction fails, each write in it raises LedgerError and none lands."""
+    """If a group's transaction fails, none of it lands: the batch's writer raises LedgerError,
+    and the acknowledgement that did not wait for it is raised by the job's next write and by
+    close()."""
     path = tmp_path / "ledger.sqlite3"
-    async with SqliteLedger(path) as ledger:
-        job = await ledger.open_job(JOB_A)
-        tracker = new_tracker(job.acknowledgements)
-        first = await send(job, tracker, [ItemUpdate.successful(ENTRY_1)])
-        tracker.reconcile(first, [ENTRY_1], ())
-        second = planned(tracker, [ItemUpdate.successful(ENTRY_2)])
-        assert second.updates is not None
-        second_body = encode_item_updates(second.updates)
-        with contextlib.closing(sqlite3.connect(path)) as other:  # a second writer takes the lock
-            other.execute("BEGIN IMMEDIATE")
-            assert ledger._writer is not None
-            ledger._writer.execute("PRAGMA busy_timeout = 0")
-            results = await asyncio.gather(
-                job.record_in_flight(second, second_body),
-                job.record_acknowledged(first),
-                return_exceptions=True,
-            )
-            other.rollback()
-        assert [type(result) for result in results] == [LedgerError, LedgerError]
-        assert "cannot write ledger" in str(results[0])
+    ledger = SqliteLedger(path)
+    await ledger.__aenter__()
+    job = await ledger.open_job(JOB_A)
+    tracker = new_tracker(job.acknowledgements)
+    first = await send(job, tracker, [ItemUpdate.successful(ENTRY_1)])
+    tracker.reconcile(first, [ENTRY_1], ())
+    second = planned(tracker, [ItemUpdate.successful(ENTRY_2)])
+    assert second.updates is not None
+    second_body = encode_item_updates(second.updates)
+    with contextlib.closing(sqlite3.connect(path)) as other:  # a second writer takes the lock
+        other.execute("BEGIN IMMEDIATE")
+        assert ledger._writer is not None
+        ledger._writer.execute("PRAGMA busy_timeout = 0")
+        results = await asyncio.gather(
+            job.record_acknowledged(first),
+            job.record_in_flight(second, second_body),
+            return_exceptions=True,
+        )
+        other.rollback()
+    assert [type(result) for result in results] == [type(None), LedgerError]
+    assert "cannot write ledger" in str(results[1])
+    third = planned(tracker, [ItemUpdate.successful(ENTRY_3)])
+    with pytest.raises(LedgerError, match=r"an acknowledgement of job .* was not recorded"):
+        await job.record_in_flight(third, b"[]")
+    with pytest.raises(LedgerError, match="was not recorded"):
+        await ledger.close()
     async with SqliteLedger(path) as ledger:
         job = await ledger.open_job(JOB_A)
         assert job.acknowledgements.acknowledged(ENTRY_1) is None
@@ -289,3 +299,66 @@ async def test_a_commit_that_finds_the_file_busy_for_a_moment_lands_once_it_is_f
             other.rollback()
             await asyncio.wait_for(writing, 5)
     assert count_rows(path, "batch") == 1
+
+
+async def test_an_acknowledgement_shares_the_transaction_of_the_next_batchs_row(
+    fake: FakePleo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker sending five batches commits six transactions, not ten: each answer's
+    acknowledgement lands with the next batch's row, and the last one on its own."""
+    job = fake.create_job(items=500)
+    commits: list[list[str]] = []
+    async with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        commit_group: Callable[[list[Any]], int] = ledger._commit_group
+
+        def counting(writes: list[Any]) -> int:
+            commits.append([sql.split()[2] for sql, _ in writes])
+            return commit_group(writes)
+
+        monkeypatch.setattr(ledger, "_commit_group", counting)
+        async with client_for(fake, max_concurrency=1) as client:
+            report = await client.job(job.id, ledger=ledger).update(
+                successful_updates(job.item_ids)
+            )
+    assert len(report.acknowledged) == 500
+    assert commits == [
+        ["batch"],
+        *[["acknowledgement", "batch"]] * 4,
+        ["acknowledgement"],
+    ]
+
+
+async def test_an_acknowledgement_that_did_not_land_keeps_the_final_event_unsent(
+    fake: FakePleo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the commit of the last acknowledgement fails, complete() raises LedgerError and sends
+    no event; a process started afterwards learns from Pleo what landed and completes once."""
+    job = fake.create_job(items=150)
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path)
+    await ledger.__aenter__()
+    commit_group: Callable[[list[Any]], int] = ledger._commit_group
+
+    def failing_the_last_acknowledgement(writes: list[Any]) -> int:
+        if len(writes) == 1 and writes[0][0].startswith("INSERT INTO acknowledgement"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return commit_group(writes)
+
+    monkeypatch.setattr(ledger, "_commit_group", failing_the_last_acknowledgement)
+    async with client_for(fake, max_concurrency=1) as client:
+        run = client.job(job.id, ledger=ledger)
+        report = await run.update(successful_updates(job.item_ids))
+        with pytest.raises(LedgerError, match="was not recorded"):
+            await run.complete()
+    with pytest.raises(LedgerError, match="was not recorded"):
+        await ledger.close()
+    assert len(report.acknowledged) == 150
+    assert fake.journal.final_events_applied(job.id) == []
+    async with SqliteLedger(path) as ledger, client_for(fake) as client:
+        run = client.job(job.id, ledger=ledger)
+        again = await run.update(successful_updates(job.item_ids))
+        outcome = await run.complete()
+    assert len(again.acknowledged) == 0
+    assert outcome.successful == 150
+    assert len(fake.journal.final_events_applied(job.id)) == 1
+    assert fake.journal.resent_after_ack() == {}
