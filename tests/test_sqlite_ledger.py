@@ -362,3 +362,44 @@ async def test_an_acknowledgement_that_did_not_land_keeps_the_final_event_unsent
     assert outcome.successful == 150
     assert len(fake.journal.final_events_applied(job.id)) == 1
     assert fake.journal.resent_after_ack() == {}
+
+
+async def test_a_failed_acknowledgement_is_raised_by_the_very_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write asked for right after an acknowledgement's commit failed, before the event loop
+    has run its callbacks, already raises LedgerError and commits nothing."""
+    async with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        job = await ledger.open_job(JOB_A)
+        tracker = new_tracker(job.acknowledgements)
+        first = await send(job, tracker, [ItemUpdate.successful(ENTRY_1)])
+        tracker.reconcile(first, [ENTRY_1], ())
+        commit_group: Callable[[list[Any]], int] = ledger._commit_group
+
+        def broken(writes: list[Any]) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(ledger, "_commit_group", broken)
+        await job.record_acknowledged(first)
+        ledger._commit_queued()  # the commit at the end of this turn, run now
+        monkeypatch.setattr(ledger, "_commit_group", commit_group)
+        second = planned(tracker, [ItemUpdate.successful(ENTRY_2)])
+        with pytest.raises(LedgerError, match="was not recorded"):
+            await job.record_in_flight(second, b"[]")
+        with pytest.raises(LedgerError, match="was not recorded"):
+            await ledger.close()
+    assert count_rows(tmp_path / "ledger.sqlite3", "batch") == 1
+    assert count_rows(tmp_path / "ledger.sqlite3", "acknowledgement") == 0
+
+
+async def test_closing_twice_does_nothing_and_a_closed_ledger_refuses_to_open_a_job(
+    tmp_path: Path,
+) -> None:
+    """close() a second time returns quietly; open_job() on a closed ledger raises LedgerError."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    async with ledger:
+        await ledger.open_job(JOB_A)
+        await ledger.close()
+    await ledger.close()
+    with pytest.raises(LedgerError, match="is closed"):
+        await ledger.open_job(JOB_A)
