@@ -117,7 +117,6 @@ class SqliteJobLedger(MemoryJobLedger):
         await self._ledger._write(
             ("INSERT INTO batch (id, job_id, updates) VALUES (?, ?, ?)", (key, self.job_id, body))
         )
-        self._raise_if_unrecorded()  # an acknowledgement in the same transaction, say
 
     async def record_acknowledged(self, batch: Batch) -> None:
         """Ask for the acknowledgement's commit at the end of this turn of the event loop, and
@@ -142,11 +141,8 @@ class SqliteJobLedger(MemoryJobLedger):
     def _note_unrecorded(self, committed: asyncio.Future[None]) -> None:
         error = None if committed.cancelled() else committed.exception()
         if error is not None and self._unrecorded is None:
-            self._unrecorded = (
-                error
-                if isinstance(error, LedgerError)
-                else LedgerError(f"cannot write ledger {self._ledger.path}: {error!r}")
-            )
+            assert isinstance(error, LedgerError), "a commit tells its writers LedgerError"
+            self._unrecorded = error
 
     def _raise_if_unrecorded(self) -> None:
         # A commit that has just failed tells its future at once, its callbacks a turn later.
