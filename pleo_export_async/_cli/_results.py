@@ -22,18 +22,7 @@ from pleo_export_async._errors import InvalidInput
 from pleo_export_async._models import ItemUpdate
 
 #: The API's field names, and the ItemUpdate attribute each one fills.
-FIELDS = {
-    camel_case(name): name
-    for name in (
-        "accounting_entry_id",
-        "status",
-        "exported_at",
-        "external_id",
-        "external_url",
-        "failure_reason",
-        "failure_reason_type",
-    )
-}
+FIELDS = {camel_case(field.name): field.name for field in attrs.fields(ItemUpdate)}
 _BY_ANY_SPELLING = {**FIELDS, **{name: name for name in FIELDS.values()}}
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -108,15 +109,7 @@ def _sound(update: ItemUpdate) -> None:
 
 _SUCCESSFUL_ARGS = ("accounting_entry_id", "external_id", "external_url", "exported_at")
 _FAILED_ARGS = ("accounting_entry_id", "reason", "reason_type")
-_FIELDS = (
-    "accounting_entry_id",
-    "status",
-    "exported_at",
-    "external_id",
-    "external_url",
-    "failure_reason",
-    "failure_reason_type",
-)
+_FIELDS = tuple(field.name for field in attrs.fields(ItemUpdate))
 
 
 @settings(profile("fuzz"))
