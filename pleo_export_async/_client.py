@@ -1,33 +1,34 @@
-"""PleoExportClient: the async session manager that owns the transport and hands out JobRuns."""
+"""PleoExportClient: the async session manager that owns the transport and hands out JobRuns
+(the Jobs layer); its `process_job` and `run_pending` are the Workflow layer's entry points."""
 
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
-from . import _codec
+from . import _checks
 from ._auth import ApiKeyAuth, BearerTokenAuth, Credential, OAuth2Auth, require_safe_url
-from ._core._classify import ItemErrorClassifier, ItemErrorKind, make_item_error_classifier
+from ._checks import enum_member, uuid_string
+from ._core._classify import ItemErrorClassifier, make_item_error_classifier
 from ._enums import JobStatus
 from ._errors import InvalidInput
 from ._job import JobRun
+from ._job_reads import JOBS_PATH, fetch_job
+from ._job_settings import JobSettings
 from ._ledger import Ledger, MemoryLedger
-from ._models import DataResponse, ExportJob
+from ._models import ExportJob
 from ._pages import checked_page_size, every_item
-from ._report import CompletionOutcome, Progress
+from ._process_job import Handler, process_job
+from ._report import CompletionOutcome, ProgressCallback
 from ._retry import RetryPolicy
-from ._service import run_pending
-from ._transport import RequestStats, Transport, raise_for_response
-from ._validate import enum_member, uuid_string
-from ._workflow import Handler, process_job
+from ._run_pending import run_pending
+from ._transport import RequestStats, Transport
 
 PRODUCTION_BASE_URL = "https://external.pleo.io"
 STAGING_BASE_URL = "https://external.staging.pleo.io"
 
 MAX_BATCH_SIZE = 100  # Pleo's documented limit per PUT items request
-_JOBS_PATH = "/v3/export-jobs"
 
 
 class PleoExportClient:
@@ -53,24 +54,12 @@ class PleoExportClient:
         ledger: Ledger | None = None,
         flush_after: float | None = 5.0,
     ) -> None:
-        if flush_after is not None and (
-            not isinstance(flush_after, int | float)
-            or isinstance(flush_after, bool)
-            or not 0 < flush_after < math.inf
-        ):
-            raise InvalidInput("flush_after", flush_after, "must be a positive number of seconds")
-        if not _is_int(max_concurrency) or not 1 <= max_concurrency <= 256:
-            raise InvalidInput("max_concurrency", max_concurrency, "must be an int in 1..256")
-        if not _is_int(batch_size) or not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise InvalidInput("batch_size", batch_size, f"must be an int in 1..{MAX_BATCH_SIZE}")
-        if (
-            not isinstance(timeout, int | float)
-            or isinstance(timeout, bool)
-            or not 0 < timeout < math.inf
-        ):
-            raise InvalidInput("timeout", timeout, "must be a positive number of seconds")
-        if ledger is not None and not callable(getattr(ledger, "open_job", None)):
-            raise InvalidInput("ledger", ledger, "must be a Ledger (MemoryLedger, SqliteLedger...)")
+        if flush_after is not None:
+            _checks.positive_seconds("flush_after", flush_after)
+        _checks.whole_number("max_concurrency", max_concurrency, low=1, high=256)
+        _checks.whole_number("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
+        _checks.positive_seconds("timeout", timeout)
+        _checks.ledger("ledger", ledger)
         for method in ("authorization", "refresh"):
             if not callable(getattr(auth, method, None)):
                 raise InvalidInput(
@@ -81,10 +70,15 @@ class PleoExportClient:
         self.batch_size = batch_size
         self.flush_after = None if flush_after is None else float(flush_after)
         self.retry = retry or RetryPolicy()
-        self.classify_item_error: Callable[[str], ItemErrorKind] = make_item_error_classifier(
-            item_error_classifier
-        )
+        self.classify_item_error = make_item_error_classifier(item_error_classifier)
         self.ledger: Ledger = ledger or MemoryLedger()
+        self._job_settings = JobSettings(
+            batch_size=batch_size,
+            flush_after=self.flush_after,
+            max_concurrency=max_concurrency,
+            item_error_attempts=self.retry.max_attempts,
+            classify_item_error=self.classify_item_error,
+        )
         self.transport = Transport(
             self.base_url,
             auth,
@@ -137,14 +131,12 @@ class PleoExportClient:
         Raises `InvalidInput` at once for a `job_id` that is not a UUID or a `wait` that is
         not a bool; nothing is sent.
         """
-        if not isinstance(wait, bool):
-            raise InvalidInput("wait", wait, "must be True or False")
-        if not isinstance(reconcile_on_resume, bool):
-            raise InvalidInput("reconcile_on_resume", reconcile_on_resume, "must be True or False")
-        if ledger is not None and not callable(getattr(ledger, "open_job", None)):
-            raise InvalidInput("ledger", ledger, "must be a Ledger (MemoryLedger, SqliteLedger...)")
+        _checks.flag("wait", wait)
+        _checks.flag("reconcile_on_resume", reconcile_on_resume)
+        _checks.ledger("ledger", ledger)
         return JobRun(
-            self,
+            self.transport,
+            self._job_settings,
             uuid_string("job_id", job_id),
             ledger or self.ledger,
             reconcile_on_resume=reconcile_on_resume,
@@ -183,7 +175,7 @@ class PleoExportClient:
             job
             async for job in every_item(
                 self.transport,
-                _JOBS_PATH,
+                JOBS_PATH,
                 ExportJob,
                 page_size=checked_page_size(page_size),
                 params=params,
@@ -201,10 +193,7 @@ class PleoExportClient:
         status; `TransportError` when the network fails past the retries; `UnexpectedResponse`
         for a body that is not a job.
         """
-        path = f"{_JOBS_PATH}/{uuid_string('job_id', job_id)}"
-        response = await self.transport.request("GET", path)
-        raise_for_response(response, "GET", path)
-        return _codec.decode(response.body, DataResponse[ExportJob]).data
+        return await fetch_job(self.transport, uuid_string("job_id", job_id))
 
     async def process_job(
         self,
@@ -214,7 +203,7 @@ class PleoExportClient:
         concurrency: int = 8,
         ledger: Ledger | None = None,
         stop: asyncio.Event | None = None,
-        on_progress: Callable[[Progress], None] | None = None,
+        on_progress: ProgressCallback | None = None,
         wait: bool = True,
     ) -> CompletionOutcome | None:
         """Export one job from start to finish: start or resume it, run `handler` on each item
@@ -308,8 +297,3 @@ class PleoExportClient:
             stop=stop,
             once=once,
         )
-
-
-def _is_int(value: object) -> bool:
-    """An int, and not a bool (True is an int to Python, never a count to a caller)."""
-    return isinstance(value, int) and not isinstance(value, bool)

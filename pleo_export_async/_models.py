@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
+from ._checks import CANONICAL_UUID, aware_datetime, enum_member, optional_text, uuid_string
 from ._enums import (
     ItemFailureReasonType,
     ItemStatus,
@@ -18,7 +19,6 @@ from ._enums import (
     JobFailureReasonType,
 )
 from ._errors import InvalidInput
-from ._validate import CANONICAL_UUID, aware_datetime, enum_member, optional_text, uuid_string
 
 T = TypeVar("T")
 

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TypeVar
 
 from . import _codec
-from ._errors import InvalidInput, UnexpectedResponse
+from ._checks import whole_number
+from ._errors import UnexpectedResponse
 from ._models import CursorPage
 from ._transport import Response, Transport, raise_for_response
 
@@ -52,6 +53,4 @@ async def every_item(
 
 def checked_page_size(value: object) -> int:
     """A `page_size` argument, refused with InvalidInput unless it is an int in 1..1000."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
-        raise InvalidInput("page_size", value, "must be an int in 1..1000")
-    return value
+    return whole_number("page_size", value, low=1, high=1000)

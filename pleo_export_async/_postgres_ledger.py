@@ -41,9 +41,10 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _codec
+from ._checks import is_int, is_number
 from ._core._acknowledgements import Acknowledgements
 from ._core._batches import Batch
-from ._durable import (
+from ._durable_rows import (
     UNREADABLE,
     JobRecords,
     acknowledged_text,
@@ -321,13 +322,9 @@ class PostgresLedger:
             raise InvalidInput(
                 "schema", schema, "must be a lower-case SQL name (letters, digits, underscores)"
             )
-        if (
-            not isinstance(lease_ttl, int | float)
-            or isinstance(lease_ttl, bool)
-            or not 3 <= lease_ttl <= 3600
-        ):
+        if not is_number(lease_ttl) or not 3 <= lease_ttl <= 3600:
             raise InvalidInput("lease_ttl", lease_ttl, "must be between 3 and 3600 seconds")
-        if not isinstance(max_connections, int) or isinstance(max_connections, bool):
+        if not is_int(max_connections):
             raise InvalidInput("max_connections", max_connections, "must be an int")
         if max_connections < 2:
             raise InvalidInput("max_connections", max_connections, "must be at least 2")

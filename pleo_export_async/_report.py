@@ -3,7 +3,7 @@ and the progress snapshots handed to a progress callback. Frozen values, no beha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 
 import attrs
 
@@ -44,11 +44,6 @@ class UpdateReport:
     retries_by_cause: Mapping[str, int]  # e.g. {"http_503": 2, "connection_error": 1}
     items_resent: int  # items sent again because a response left them out or a transient error
 
-    @property
-    def all_settled(self) -> bool:
-        """True when nothing in this call is left unacknowledged."""
-        return not self.unacknowledged
-
 
 @attrs.frozen
 class CompletionOutcome:
@@ -78,3 +73,7 @@ class Progress:
     in_flight: int
     requests: int
     retries: int
+
+
+#: Called with a `Progress` after each settled batch of an `update()`.
+ProgressCallback = Callable[[Progress], None]

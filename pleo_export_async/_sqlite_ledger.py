@@ -41,7 +41,7 @@ import attrs
 
 from . import _codec
 from ._core._batches import Batch
-from ._durable import (
+from ._durable_rows import (
     UNREADABLE,
     JobRecords,
     acknowledged_text,

@@ -176,7 +176,7 @@ def test_the_walker_follows_the_package() -> None:
         f"{CORE}._batches",
         f"{CORE}._classify",
         f"{PACKAGE}._models",
-        f"{PACKAGE}._validate",
+        f"{PACKAGE}._checks",
         f"{PACKAGE}._errors",
     } <= reached
     assert PACKAGE not in reached  # the root `__init__` is never walked

@@ -32,7 +32,7 @@ from pleo_export_async import (
     PostgresLedger,
     SqliteLedger,
 )
-from pleo_export_async._validate import enum_member
+from pleo_export_async._checks import enum_member
 
 ENTRY_ID = "3e4cc8c4-4bf5-4ee2-9a1a-7d1a4bf0ab6c"
 JOB_ID = "86ead2ae-55a8-4352-81b4-0eb9868586c9"

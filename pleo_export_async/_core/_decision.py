@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
@@ -23,6 +23,23 @@ class Tally:
     @property
     def total(self) -> int:
         return self.successful + self.failed + self.rejected
+
+
+def with_rejections(
+    acknowledged: Tally, rejected_ids: Iterable[str], was_acknowledged: Callable[[str], bool]
+) -> Tally:
+    """The tally of a job: what Pleo acknowledged, plus each rejected item that it never
+    acknowledged, counted as a `validation_failure`.
+
+    An item rejected now but acknowledged earlier is in whatever state Pleo acknowledged, so it
+    is counted once, as that."""
+    failure_types = Counter(acknowledged.failure_types)
+    rejected = 0
+    for entry_id in rejected_ids:
+        if not was_acknowledged(entry_id):
+            rejected += 1
+            failure_types[JobFailureReasonType.VALIDATION_FAILURE.value] += 1
+    return attrs.evolve(acknowledged, rejected=rejected, failure_types=dict(failure_types))
 
 
 @attrs.frozen
@@ -86,3 +103,23 @@ def choose_final_event(tally: Tally) -> EventChoice:
         f"{_describe_failures(tally)}.",
         failure_type,
     )
+
+
+def choose_event_for(
+    tally: Tally,
+    event: JobEvent | None = None,
+    failure_reason: str | None = None,
+    failure_reason_type: JobFailureReasonType | None = None,
+) -> EventChoice:
+    """The event for a settled job, with what the caller asked for in place of the choice: an
+    event of its own (then with no reason of ours), a reason, a job-level failure type."""
+    choice = choose_final_event(tally)
+    if event is not None and event is not choice.event:
+        choice = EventChoice(event, None, None)
+    if failure_reason is not None or failure_reason_type is not None:
+        choice = attrs.evolve(
+            choice,
+            failure_reason=failure_reason or choice.failure_reason,
+            failure_reason_type=failure_reason_type or choice.failure_reason_type,
+        )
+    return choice

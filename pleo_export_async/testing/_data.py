@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ._validation import format_datetime
+from ._request_checks import format_datetime
 
 # Dates are spread over the 90 days before this anchor: fixed, so that seeds repeat.
 _DATE_ANCHOR: Final = datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)

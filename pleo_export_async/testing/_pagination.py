@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from . import _spec
-from ._validation import RequestInvalid
+from ._request_checks import RequestInvalid
 
 _CURSOR_PATTERN: Final = re.compile(r"^[A-Z2-7=~]+$")
 _CURSOR_PREFIX: Final = "p:"

@@ -29,8 +29,7 @@ from ._auth import Authenticator, OAuthError, TokenStore, basic_credentials, cli
 from ._faults import FaultDecider, Faults
 from ._journal import Journal, JournalEntry
 from ._pagination import PageRequest, paginate, parse_page_request
-from ._state import ApiError, Clock, Job, LifecycleRules, State
-from ._validation import (
+from ._request_checks import (
     RequestInvalid,
     check_enum_parameter,
     check_uuid_parameter,
@@ -38,6 +37,7 @@ from ._validation import (
     validate_job_event,
     validate_update_items,
 )
+from ._state import ApiError, Clock, Job, LifecycleRules, State
 
 _PAGINATION_PARAMETERS: Final = frozenset(
     {"before", "after", "offset", "limit", "sorting_keys", "sorting_order"}

@@ -15,7 +15,7 @@ import attrs
 
 from . import _spec
 from ._data import ExportItemFactory, seeded_uuid
-from ._validation import format_datetime, parse_datetime
+from ._request_checks import format_datetime, parse_datetime
 
 
 class ApiError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pleo_export_async.testing._pagination import decode_cursor, encode_cursor
-from pleo_export_async.testing._validation import (
+from pleo_export_async.testing._request_checks import (
     RequestInvalid,
     parse_datetime,
     validate_update_items,

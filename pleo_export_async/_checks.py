@@ -1,7 +1,10 @@
-"""Validation where values enter the library (rule R14): each error names the field and value."""
+"""The checks of values where they enter the library (rule R14): the arguments of its public
+calls and the fields of the models a caller builds. Each refusal is an `InvalidInput` that names
+the field and the value, raised before any request."""
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime
@@ -13,6 +16,56 @@ from ._errors import InvalidInput
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 E = TypeVar("E", bound=StrEnum)
+L = TypeVar("L")
+
+
+def is_int(value: object) -> bool:
+    """An int, and not a bool (True is an int to Python, never a count to a caller)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """An int or a float, and not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def whole_number(field: str, value: object, *, low: int, high: int | None = None) -> int:
+    """A count given as an int (not a bool) in `low..high`, or of at least `low`."""
+    if is_int(value) and low <= value and (high is None or value <= high):  # type: ignore[operator]
+        return value  # type: ignore[return-value]
+    if high is None:
+        raise InvalidInput(field, value, f"must be an int of at least {low}")
+    raise InvalidInput(field, value, f"must be an int in {low}..{high}")
+
+
+def positive_seconds(
+    field: str, value: object, message: str = "must be a positive number of seconds"
+) -> float:
+    """A duration in seconds: a finite number above 0."""
+    if is_number(value) and 0 < value < math.inf:  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    raise InvalidInput(field, value, message)
+
+
+def flag(field: str, value: object) -> bool:
+    """True or False, and nothing that merely looks like one (1, "yes")."""
+    if not isinstance(value, bool):
+        raise InvalidInput(field, value, "must be True or False")
+    return value
+
+
+def function(field: str, value: L, of: str) -> L:
+    """Something to call, such as a handler; `of` says what it is called with."""
+    if not callable(value):
+        raise InvalidInput(field, value, f"must be a function of {of}")
+    return value
+
+
+def ledger(field: str, value: L) -> L:
+    """A `Ledger`, or None for the default (checked by its shape: any store with `open_job`)."""
+    if value is not None and not callable(getattr(value, "open_job", None)):
+        raise InvalidInput(field, value, "must be a Ledger (MemoryLedger, SqliteLedger...)")
+    return value
 
 
 def uuid_string(field: str, value: object) -> str:

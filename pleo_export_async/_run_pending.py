@@ -1,24 +1,19 @@
 """`run_pending`: one worker of a connector service, sharing a company's export jobs out with
-the other workers of its ledger, job by job, each held by one worker at a time."""
+the other workers of its ledger, job by job, each held by one worker at a time (rule R18; the
+Workflow layer)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import math
-from typing import TYPE_CHECKING
 
+from . import _checks
 from ._enums import JobStatus
-from ._errors import InvalidInput, JobFinished, JobLeased, PleoExportError
+from ._errors import JobFinished, JobLeased, PleoExportError
 from ._ledger import Ledger
+from ._process_job import Handler, JobSource, process_held_job
 from ._report import CompletionOutcome
-from ._validate import uuid_string
-from ._workflow import process_held_job
-
-if TYPE_CHECKING:
-    from ._client import PleoExportClient
-    from ._workflow import Handler
 
 logger = logging.getLogger("pleo_export_async")
 
@@ -27,7 +22,7 @@ _OPEN_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
 
 
 async def run_pending(
-    client: PleoExportClient,
+    client: JobSource,
     handler: Handler,
     *,
     ledger: Ledger | None,
@@ -38,22 +33,13 @@ async def run_pending(
     stop: asyncio.Event | None,
     once: bool,
 ) -> dict[str, CompletionOutcome]:
-    if not callable(handler):
-        raise InvalidInput("handler", handler, "must be a function of an ExportItem")
-    for name, count in (("jobs_at_once", jobs_at_once), ("concurrency", concurrency)):
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise InvalidInput(name, count, "must be an int of at least 1")
-    if (
-        not isinstance(poll_interval, int | float)
-        or isinstance(poll_interval, bool)
-        or not math.isfinite(poll_interval)
-        or poll_interval <= 0
-    ):
-        raise InvalidInput("poll_interval", poll_interval, "must be a number of seconds above 0")
-    if not isinstance(once, bool):
-        raise InvalidInput("once", once, "must be True or False")
+    _checks.function("handler", handler, of="an ExportItem")
+    _checks.whole_number("jobs_at_once", jobs_at_once, low=1)
+    _checks.whole_number("concurrency", concurrency, low=1)
+    _checks.positive_seconds("poll_interval", poll_interval, "must be a number of seconds above 0")
+    _checks.flag("once", once)
     if company_id is not None:
-        company_id = uuid_string("company_id", company_id)
+        company_id = _checks.uuid_string("company_id", company_id)
     stopped = stop if stop is not None else asyncio.Event()
     completed: dict[str, CompletionOutcome] = {}
     slots = asyncio.Semaphore(jobs_at_once)

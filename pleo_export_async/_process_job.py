@@ -1,4 +1,4 @@
-"""`process_job`: the export workflow of one job in one call (rule R17).
+"""`process_job`: the export workflow of one job in one call (rule R17; the Workflow layer).
 
 Start or resume the job; read which of its items still need a result (the control layer) and
 take in the results Pleo already holds; run the connector's handler on each item's accounting
@@ -12,21 +12,19 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Protocol
 
 import attrs
 
+from . import _checks
 from ._enums import ItemFailureReasonType, ItemStatus, JobStatus
-from ._errors import InvalidInput, JobFinished
+from ._errors import JobFinished
 from ._export_items import ExportItem
+from ._job import JobRun
 from ._ledger import Ledger
-from ._models import ItemUpdate
-from ._report import CompletionOutcome, Progress
-
-if TYPE_CHECKING:
-    from ._client import PleoExportClient
-    from ._job import JobRun
+from ._models import ExportJob, ItemUpdate
+from ._report import CompletionOutcome, ProgressCallback
 
 logger = logging.getLogger("pleo_export_async")
 
@@ -38,21 +36,32 @@ _NEEDS_RESULT = frozenset({ItemStatus.PENDING.value, ItemStatus.IN_PROGRESS.valu
 _REASON_LIMIT = 1000  # characters of an exception's text sent to the bookkeeper
 
 
+class JobSource(Protocol):
+    """What the workflow uses of a client: its jobs, listed and one by one."""
+
+    def job(self, job_id: str, *, ledger: Ledger | None = None, wait: bool = True) -> JobRun: ...
+
+    def jobs(
+        self,
+        *,
+        statuses: Iterable[JobStatus | str] = ...,
+        company_id: str | None = None,
+    ) -> AsyncIterator[ExportJob]: ...
+
+
 async def process_job(
-    client: PleoExportClient,
+    client: JobSource,
     job_id: str,
     handler: Handler,
     *,
     concurrency: int,
     ledger: Ledger | None,
     stop: asyncio.Event | None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: ProgressCallback | None = None,
     wait: bool = True,
 ) -> CompletionOutcome | None:
-    if not callable(handler):
-        raise InvalidInput("handler", handler, "must be a function of an ExportItem")
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-        raise InvalidInput("concurrency", concurrency, "must be an int of at least 1")
+    _checks.function("handler", handler, of="an ExportItem")
+    _checks.whole_number("concurrency", concurrency, low=1)
     run = client.job(job_id, ledger=ledger, wait=wait)
     # Held throughout, so that no other worker starts the job, or calls its own handler on an
     # item, while this one works it.
@@ -65,7 +74,7 @@ async def process_held_job(
     handler: Handler,
     concurrency: int,
     stop: asyncio.Event | None,
-    on_progress: Callable[[Progress], None] | None,
+    on_progress: ProgressCallback | None,
 ) -> CompletionOutcome | None:
     """`process_job` for a run whose caller holds the job (`run.hold()`), arguments checked."""
     job_id = run.job_id
@@ -79,9 +88,9 @@ async def process_held_job(
         except JobFinished:
             return await run.complete()  # closed meanwhile: its outcome here, or it raises
     elif status != JobStatus.IN_PROGRESS:
-        # Closed: by this ledger's last run while its event's answer was lost (complete()
-        # finds it delivered), or by someone else (it raises JobFinished, sending nothing).
-        run._mark_finished(f"it is {status}")
+        # Closed, as the fetch told the run: by this ledger's last run while its event's answer
+        # was lost (complete() finds it delivered), or by someone else (it raises JobFinished,
+        # sending nothing).
         return await run.complete()
     # An in_progress job is resumed without sending `started` again (§7.1).
     needed: set[str] = set()
