@@ -9,5 +9,6 @@ ledgers make what they decide durable.
 * `_tracker`: offers, batch planning and the reconciliation of answers (R1, R3, R4, R5, R9).
 * `_views`: the lazy, read-only views a report gives of a call's acknowledgements.
 * `_classify`: what an HTTP status or a per-item error calls for (R5, R6, R7).
-* `_decision`: which final event closes the job (R10).
+* `_decision`: which final event closes the job, and the tally behind it (R10).
+* `_pleo_results`: what an item's state at Pleo says of the updates sent (R11, R13).
 """
