@@ -82,7 +82,8 @@ ERP_URL = "https://erp.example.com/journal-entries"
 def erp_result(item: ExportItem) -> ItemUpdate:
     """What the stand-in ERP answers for this item; the same every time for the same item.
 
-    The checks and messages follow Pleo's guide to failure reasons (pleo-export-api.md §8.2).
+    The checks and messages follow Pleo's guide to failure reasons
+    (docs/pleo-api.md#failure-mappings).
     """
     entry_id = item.accounting_entry_id
     lines = item.accounting_entry_lines
@@ -141,7 +142,7 @@ async def next_job(
     client: PleoExportClient, company_id: str | None, skip: set[str]
 ) -> ExportJob | None:
     """The job to work on next: an in_progress one (to resume) before the oldest pending one
-    (Pleo's detection guidance, pleo-export-api.md §4.1 and §7.1)."""
+    (Pleo's detection guidance, docs/pleo-api.md#list-jobs and docs/pleo-api.md#documented-flow)."""
     found = [
         job
         async for job in client.jobs(

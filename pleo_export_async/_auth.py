@@ -3,7 +3,7 @@
 * `ApiKeyAuth`: HTTP Basic with the API key as user name and an empty password.
 * `BearerTokenAuth`: an access token as it is, never refreshed (a 401 raises).
 * `OAuth2Auth`: an OAuth 2.0 access token with its refresh token, refreshed a little before it
-  expires and on a 401, one refresh at a time. Refresh tokens rotate (pleo-export-api.md §2.1):
+  expires and on a 401, one refresh at a time. Refresh tokens rotate (docs/pleo-api.md#oauth2):
   each refresh hands the new pair to `on_tokens`, and a refused refresh token raises
   `ReauthorizationRequired`.
 

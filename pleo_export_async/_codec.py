@@ -1,4 +1,4 @@
-"""The one converter between wire JSON and the models (layer 2).
+"""The one converter between wire JSON and the models (the Codec layer, docs/architecture.md).
 
 * camelCase on the wire, snake_case in Python; a field can name its wire key with
   `attrs.field(metadata={WIRE_NAME: "_links"})`.

@@ -1,10 +1,11 @@
-"""Wire models of `GET /v3/export-items`: ExportItemV3 and its nested types (layer 1).
+"""Wire models of `GET /v3/export-items`: ExportItemV3 and its nested types (the Models layer,
+docs/architecture.md).
 
 These are responses only, so they are lenient: enum-like values (item type and subtype, bookkeeping
 method, tax type, invoice status, currency, country) are plain strings and an unknown value never
-raises. Required fields of the spec (pleo-export-api.md §5.5) are required attributes; optional and
-nullable ones default to None. IDs are `str`; date-times are aware `datetime`s (an invoice's bare
-`YYYY-MM-DD` date is read as midnight UTC by the codec).
+raises. Required fields of the spec (docs/pleo-api.md#export-item) are required attributes; optional
+and nullable ones default to None. IDs are `str`; date-times are aware `datetime`s (an invoice's
+bare `YYYY-MM-DD` date is read as midnight UTC by the codec).
 
 `_codec` maps snake_case to camelCase; the two wire names that are not plain camelCase (`_links`,
 and `from`, a Python keyword) are given with the codec's wire-name metadata key. The key is spelled

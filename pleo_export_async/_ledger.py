@@ -1,4 +1,5 @@
-"""Where a job's acknowledgements and its final event are remembered (layer 4).
+"""Where a job's acknowledgements and its final event are remembered (the Ledgers layer,
+docs/architecture.md).
 
 A `Ledger` hands out one `JobLedger` per job ID; every JobRun that shares a ledger shares that
 object, so an update one of them got acknowledged is never sent again by another (rule R4), and

@@ -1,4 +1,5 @@
-"""Wire models of Export API v3 job, item, event, pagination and error bodies (layer 1).
+"""Wire models of Export API v3 job, item, event, pagination and error bodies (the Models layer,
+docs/architecture.md).
 
 Python names are snake_case; `_codec` maps them to camelCase. Requests use the strict enums of
 `_enums`; responses keep enum-like values as plain strings so an unknown value never raises.

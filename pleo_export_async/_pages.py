@@ -1,4 +1,5 @@
-"""Every item of a cursor-paginated list endpoint of the Export API (pleo-export-api.md §3.2).
+"""Every item of a cursor-paginated list endpoint of the Export API
+(docs/pleo-api.md#cursor-pagination).
 
 One loop for all three lists (jobs, a job's items, export items): ask for `limit` items, then
 for the page after the last `endCursor`, while `hasNextPage` says there is one. Each GET goes

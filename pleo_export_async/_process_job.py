@@ -92,7 +92,8 @@ async def process_held_job(
         # was lost (complete() finds it delivered), or by someone else (it raises JobFinished,
         # sending nothing).
         return await run.complete()
-    # An in_progress job is resumed without sending `started` again (§7.1).
+    # An in_progress job is resumed without sending `started` again
+    # (docs/pleo-api.md#documented-flow).
     needed: set[str] = set()
     settled_at_pleo = []
     async for item in run.items():

@@ -1,6 +1,7 @@
-"""HTTP for the Export API (layer 5): one aiohttp session, the credential, timeouts, the
-concurrency limit and the `Retry-After` gate shared by every job and endpoint of a client, and
-the retries of transient failures (rule R6) and of a 401 after a refresh (rule R7).
+"""HTTP for the Export API (the Transport layer, docs/architecture.md): one aiohttp session, the
+credential, timeouts, the concurrency limit and the `Retry-After` gate shared by every job and
+endpoint of a client, and the retries of transient failures (rule R6) and of a 401 after a refresh
+(rule R7).
 
 It answers with the final `Response` whatever its status; `raise_for_response` turns an error
 status into the exception hierarchy. Endpoint-specific handling (404, 413, 422) is the JobRun's.

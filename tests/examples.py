@@ -1,7 +1,7 @@
-"""Wire JSON examples of Export API v3, as quoted or described in pleo-export-api.md.
+"""Wire JSON examples of Export API v3, as quoted or described in docs/pleo-api.md.
 
 Shared fixtures: treat them as read-only (`copy.deepcopy` before changing one). Section numbers
-refer to pleo-export-api.md.
+refer to docs/pleo-api.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ ENTRY_ID_1: Final = "47324e87-8d05-4049-871b-f0dbe09ed4e0"
 ENTRY_ID_2: Final = "9cac86ed-c003-4a39-8387-28672a913b50"
 ENTRY_ID_3: Final = "1090aff0-72ea-4a31-a24f-53955c8b83e3"
 
-# §4.6 "Documented payloads" [DOC HT-UPDATE]: elements of the PUT …/items array.
+# docs/pleo-api.md#update-items "Documented payloads" [DOC HT-UPDATE]: elements of the PUT …/items
+# array.
 ITEM_UPDATE_SUCCESSFUL: Final[JsonObject] = {
     "accountingEntryId": ENTRY_ID_1,
     "status": "successful",
@@ -44,7 +45,9 @@ ITEM_UPDATE_BATCH: Final[list[JsonObject]] = [
     ITEM_UPDATE_FAILED,
 ]
 
-# §4.6 / §5.2 / §5.3: a 200 PUT response acknowledging two items and refusing a third.
+# docs/pleo-api.md#update-items / docs/pleo-api.md#export-job-item /
+# docs/pleo-api.md#item-update-bodies: a 200 PUT response acknowledging two items and refusing a
+# third.
 PUT_ITEMS_RESPONSE: Final[JsonObject] = {
     "data": [
         {
@@ -77,7 +80,7 @@ PUT_ITEMS_RESPONSE: Final[JsonObject] = {
     ],
 }
 
-# §5.1 ExportJobV3 with every field, while the integration works on it.
+# docs/pleo-api.md#export-job ExportJobV3 with every field, while the integration works on it.
 EXPORT_JOB: Final[JsonObject] = {
     "id": JOB_ID,
     "companyId": COMPANY_ID,
@@ -95,7 +98,7 @@ EXPORT_JOB: Final[JsonObject] = {
     "status": "in_progress",
     "vendorBasedBookkeeping": True,
 }
-# §7.1 step 9: a job that expired.
+# docs/pleo-api.md#documented-flow step 9: a job that expired.
 EXPORT_JOB_EXPIRED: Final[JsonObject] = {
     "id": OTHER_JOB_ID,
     "companyId": COMPANY_ID,
@@ -113,10 +116,11 @@ EXPORT_JOB_EXPIRED: Final[JsonObject] = {
     "status": "failed",
     "vendorBasedBookkeeping": False,
 }
-# §4.3: GET /v3/export-jobs/{jobId} and the 201 of POST /v3/export-jobs.
+# docs/pleo-api.md#get-job: GET /v3/export-jobs/{jobId} and the 201 of POST /v3/export-jobs.
 EXPORT_JOB_RESPONSE: Final[JsonObject] = {"data": EXPORT_JOB}
 
-# §4.10: the `v1.export-job.created` webhook; `data` lacks isInteractive and vendorBasedBookkeeping.
+# docs/pleo-api.md#webhook: the `v1.export-job.created` webhook; `data` lacks isInteractive and
+# vendorBasedBookkeeping.
 WEBHOOK_EXPORT_JOB_CREATED: Final[JsonObject] = {
     "data": {
         "companyId": COMPANY_ID,
@@ -131,7 +135,7 @@ WEBHOOK_EXPORT_JOB_CREATED: Final[JsonObject] = {
     "eventType": "v1.export-job.created",
 }
 
-# §3.2 pagination envelope, first of two pages.
+# docs/pleo-api.md#cursor-pagination pagination envelope, first of two pages.
 JOB_ITEMS_PAGINATION: Final[JsonObject] = {
     "currentRequestPagination": {
         "parameters": {"limit": ["2"]},
@@ -148,7 +152,8 @@ JOB_ITEMS_PAGINATION: Final[JsonObject] = {
     "startCursor": "GEZDGNBVGY3TQOJQ",
     "total": 3,
 }
-# §4.5 GET /v3/export-jobs/{jobId}/items as in HT-RETRIEVE: fields null before processing.
+# docs/pleo-api.md#job-items GET /v3/export-jobs/{jobId}/items as in HT-RETRIEVE: fields null before
+# processing.
 JOB_ITEMS_PAGE: Final[JsonObject] = {
     "data": [
         {
@@ -175,7 +180,8 @@ JOB_ITEMS_PAGE: Final[JsonObject] = {
     "pagination": JOB_ITEMS_PAGINATION,
 }
 
-# §4.1 GET /v3/export-jobs?company_id=…&statuses=pending&statuses=in_progress, the last page.
+# docs/pleo-api.md#list-jobs GET /v3/export-jobs?company_id=…&statuses=pending&statuses=in_progress,
+# the last page.
 JOBS_PAGE: Final[JsonObject] = {
     "data": [EXPORT_JOB_EXPIRED, EXPORT_JOB],
     "pagination": {
@@ -192,10 +198,11 @@ JOBS_PAGE: Final[JsonObject] = {
     },
 }
 
-# §3.1 ExceptionInfo.
+# docs/pleo-api.md#error-body ExceptionInfo.
 EXCEPTION_INFO: Final[JsonObject] = {"type": "EXPORT_NOT_FOUND", "message": "Export job not found."}
 
-# §4.4 CreateExportJobEvent: the start, §4.9's pre-validation failure, HT-COMPLETE's failure.
+# docs/pleo-api.md#job-events CreateExportJobEvent: the start,
+# docs/pleo-api.md#pre-export-validation's pre-validation failure, HT-COMPLETE's failure.
 JOB_EVENT_STARTED: Final[JsonObject] = {"event": "started", "jobId": JOB_ID}
 JOB_EVENT_FAILED: Final[JsonObject] = {
     "event": "failed",
@@ -210,7 +217,7 @@ JOB_EVENT_SERVICE_UNREACHABLE: Final[JsonObject] = {
     "failureReasonType": "service_unreachable",
 }
 
-# §4.2 CreateExportJob with every field.
+# docs/pleo-api.md#create-job CreateExportJob with every field.
 CREATE_EXPORT_JOB: Final[JsonObject] = {
     "accountingEntryIds": [ENTRY_ID_1, ENTRY_ID_2, ENTRY_ID_3],
     "companyId": COMPANY_ID,
@@ -219,9 +226,9 @@ CREATE_EXPORT_JOB: Final[JsonObject] = {
     "options": {"vendorBasedBookkeeping": True},
 }
 
-# §5.5 ExportItemV3 with every nested type filled: a EUR supplier invoice paid from a DKK wallet,
-# split over two lines, booked as accounts payable. `date` has nanoseconds; invoice dates are bare
-# `YYYY-MM-DD` dates.
+# docs/pleo-api.md#export-item ExportItemV3 with every nested type filled: a EUR supplier invoice
+# paid from a DKK wallet, split over two lines, booked as accounts payable. `date` has nanoseconds;
+# invoice dates are bare `YYYY-MM-DD` dates.
 EXPORT_ITEM: Final[JsonObject] = {
     "_links": {
         "api": {
@@ -364,8 +371,8 @@ EXPORT_ITEM: Final[JsonObject] = {
     },
 }
 
-# §5.5 ExportItemV3 with only the required fields: a card purchase, vendor tagging off
-# (`bookkeeping` null), optional fields either null or left out.
+# docs/pleo-api.md#export-item ExportItemV3 with only the required fields: a card purchase, vendor
+# tagging off (`bookkeeping` null), optional fields either null or left out.
 EXPORT_ITEM_MINIMAL: Final[JsonObject] = {
     "_links": {},
     "accountingEntryId": ENTRY_ID_2,
@@ -395,7 +402,7 @@ EXPORT_ITEM_MINIMAL: Final[JsonObject] = {
     "supplier": None,
 }
 
-# §4.7 GET /v3/export-items?job_id=…
+# docs/pleo-api.md#export-items GET /v3/export-items?job_id=…
 EXPORT_ITEMS_PAGE: Final[JsonObject] = {
     "data": [EXPORT_ITEM, EXPORT_ITEM_MINIMAL],
     "pagination": {

@@ -1,5 +1,6 @@
-"""The core does no I/O (design, layer 3): no module of `pleo_export_async._core` imports, directly
-or through other modules of the package, the network, sqlite, threads or the layers above it.
+"""The core does no I/O (the Core layer, docs/architecture.md): no module of
+`pleo_export_async._core` imports, directly or through other modules of the package, the network,
+sqlite, threads or the layers above it.
 
 The check is static: importing a core module in-process would run the package's `__init__`, which
 imports everything. Each module's source is parsed and every `import` and `from ... import` in it

@@ -1,4 +1,5 @@
-"""Validation of `ItemUpdate` where it is built (rule R14 of DESIGN.md), and its value semantics."""
+"""Validation of `ItemUpdate` where it is built (rule R14, docs/behaviour.md), and its value
+semantics."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""MemoryLedger and MemoryJobLedger (layer 4): one shared record per job of what Pleo acknowledged,
-kept per batch, and of the final event (rules R2, R4, R10, R11)."""
+"""MemoryLedger and MemoryJobLedger (the Ledgers layer, docs/architecture.md): one shared record per
+job of what Pleo acknowledged, kept per batch, and of the final event (rules R2, R4, R10, R11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Round trips of every wire model against the examples of pleo-export-api.md; the PUT reader."""
+"""Round trips of every wire model against the examples of docs/pleo-api.md; the PUT reader."""
 
 from __future__ import annotations
 
@@ -390,7 +390,8 @@ def test_webhook_job_without_interactive_and_bookkeeping_flags_is_read() -> None
 
 
 def test_cursor_pages_structure_from_their_envelopes() -> None:
-    """CursorPage of job items, jobs and export items read data and pagination per §3.2."""
+    """CursorPage of job items, jobs and export items read data and pagination per
+    docs/pleo-api.md#cursor-pagination."""
     items = from_wire(JOB_ITEMS_PAGE, CursorPage[ExportJobItem])
     assert all(isinstance(item, ExportJobItem) for item in items.data)
     assert items.pagination == CursorPageInfo(

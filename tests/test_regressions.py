@@ -1,4 +1,4 @@
-"""Regression tests: one per bug found by trying to break the library (issue 13), named for what
+"""Regression tests: one per bug found by trying to break the library, named for what
 broke. Each runs against the fake over real TCP."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`pleo-export`: the command line for operators, and the demo (layer 8).
+"""`pleo-export`: the command line for operators, and the demo (the CLI layer,
+docs/architecture.md).
 
 It needs the `cli` extra (click and rich); the library itself does not.
 """

@@ -27,7 +27,7 @@ from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 
 from ._output import ExitCode, Output
 
-#: ERP failures as Pleo's integration guide words them (pleo-export-api.md §8.2).
+#: ERP failures as Pleo's integration guide words them (docs/pleo-api.md#failure-mappings).
 REALISTIC_FAILURES: tuple[tuple[ItemFailureReasonType, str], ...] = (
     (
         ItemFailureReasonType.MISSING_CONFIGURATION,

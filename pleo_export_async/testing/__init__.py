@@ -1,8 +1,8 @@
 """A faithful fake of Pleo's Export API v3 for tests: real TCP on loopback, scriptable faults.
 
 It is strict by default: what Pleo refuses, and what Pleo's guidance tells a connector not to
-do (item updates before ``started``, completing with items still pending, rewriting a
-successful item), it refuses with Pleo's status and error type; ``FakePleo(strict=False)`` is
+do (item updates before `started`, completing with items still pending, rewriting a
+successful item), it refuses with Pleo's status and error type; `FakePleo(strict=False)` is
 the lenient opt-in. See `FakePleo`.
 
     from pleo_export_async.testing import FakePleo, Faults, FaultSpec
@@ -15,8 +15,8 @@ the lenient opt-in. See `FakePleo`.
 `instant_retries()` makes the client's backoff waits zero inside a block (a Retry-After pause
 from the fake still holds), so tests of retry paths run fast.
 
-Also a pytest plugin (the ``fake_pleo`` fixture) and a command line server:
-``python -m pleo_export_async.testing --port 8080 --jobs 3 --items 500``.
+Also a pytest plugin (the `fake_pleo` fixture) and a command line server:
+`python -m pleo_export_async.testing --port 8080 --jobs 3 --items 500`.
 """
 
 from pleo_export_async._retry import instant_retries

@@ -2,7 +2,7 @@
 
     python -m pleo_export_async.testing --port 8080 --jobs 3 --items 500
 
-Prints, to stdout, one ``key=value`` pair per line, then ``ready`` once it accepts requests:
+Prints, to stdout, one `key=value` pair per line, then `ready` once it accepts requests:
 
     base_url=http://127.0.0.1:8080
     api_key=test-api-key

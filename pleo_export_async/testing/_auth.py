@@ -1,4 +1,5 @@
-"""Credentials: API keys over HTTP Basic, bearer access tokens, and rotating refresh tokens (§2).
+"""Credentials: API keys over HTTP Basic, bearer access tokens, and rotating refresh tokens
+(docs/pleo-api.md#auth).
 
 Secrets are compared in constant time and never put into messages.
 """
@@ -19,7 +20,7 @@ from ._state import Clock
 
 
 class OAuthError(Exception):
-    """A refused token request: HTTP status and an RFC 6749 ``error`` code."""
+    """A refused token request: HTTP status and an RFC 6749 `error` code."""
 
     def __init__(self, status: int, error: str, description: str) -> None:
         super().__init__(f"{status} {error}: {description}")
@@ -58,7 +59,7 @@ def _decode_basic(encoded: str) -> tuple[str, str] | None:
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """The (user, password) of a ``Basic`` Authorization header, if it is one."""
+    """The (user, password) of a `Basic` Authorization header, if it is one."""
     if header is None:
         return None
     scheme, _, value = header.strip().partition(" ")
@@ -104,8 +105,8 @@ class TokenStore:
     def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the presented refresh token is spent, a new pair is issued in its chain.
 
-        Presenting a spent token is a replay (§2.1, TOKENS): every refresh token of that
-        authorisation is revoked, so the legitimate holder must re-authorise too.
+        Presenting a spent token is a replay (docs/pleo-api.md#oauth2, TOKENS): every refresh token
+        of that authorisation is revoked, so the legitimate holder must re-authorise too.
         """
         record = self._refresh.get(refresh_token)
         if record is None:
@@ -143,7 +144,7 @@ class Authenticator:
         decoded = _decode_basic(value)
         if decoded is not None:
             user, password = decoded
-            # §2.2: the key is the user name and the password is empty.
+            # docs/pleo-api.md#api-keys: the key is the user name and the password is empty.
             return _same(user, self._api_key) and password == ""
         # The quickstart's shortcut: "Basic <key>", the key neither encoded nor followed by ":".
         return _same(value, self._api_key)

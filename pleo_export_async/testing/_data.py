@@ -1,6 +1,6 @@
-"""Realistic, seeded ExportItemV3 payloads (§5.5) for GET /v3/export-items.
+"""Realistic, seeded ExportItemV3 payloads (docs/pleo-api.md#export-item) for GET /v3/export-items.
 
-Everything is derived from a ``random.Random`` the caller seeds, and dates are anchored to a fixed
+Everything is derived from a `random.Random` the caller seeds, and dates are anchored to a fixed
 day rather than the wall clock, so the same seed always yields the same payloads.
 """
 
@@ -73,7 +73,7 @@ _CURRENCIES: Final = ("DKK", "EUR", "SEK", "USD", "GBP")
 
 
 def seeded_uuid(rng: random.Random) -> str:
-    """A version-4 UUID drawn from ``rng``, as a lowercase string."""
+    """A version-4 UUID drawn from `rng`, as a lowercase string."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
@@ -91,7 +91,7 @@ def _amount(
 
 
 def _split(total: int, parts: int, rng: random.Random) -> list[int]:
-    """Split a total in minor units into ``parts`` positive shares that sum to it exactly."""
+    """Split a total in minor units into `parts` positive shares that sum to it exactly."""
     if parts == 1 or total < parts:
         return [total]
     cuts = sorted(rng.sample(range(1, total), parts - 1))
@@ -103,7 +103,7 @@ class ExportItemFactory:
     """Builds the ExportItemV3 payloads of one company.
 
     The company's configuration (accounts, tax codes, tags, vendors) is drawn once from
-    ``config_rng``; each call to ``build`` draws the item itself from the RNG it is given, so each
+    `config_rng`; each call to `build` draws the item itself from the RNG it is given, so each
     job's items depend only on that job's seed.
     """
 
@@ -151,7 +151,7 @@ class ExportItemFactory:
     def build(
         self, accounting_entry_id: str, *, rng: random.Random, vendor_based_bookkeeping: bool
     ) -> dict[str, Any]:
-        """One ExportItemV3 for ``accounting_entry_id``, drawn from ``rng``."""
+        """One ExportItemV3 for `accounting_entry_id`, drawn from `rng`."""
         item_type = rng.choices(list(_TYPE_WEIGHTS), weights=list(_TYPE_WEIGHTS.values()))[0]
         sub_type = rng.choice(_SUB_TYPES[item_type]) if item_type in _SUB_TYPES else None
         supplier_index = rng.randrange(len(_SUPPLIERS))
@@ -223,7 +223,8 @@ class ExportItemFactory:
             "vendor": vendor,
         }
         if sub_type is None:
-            # §13: subType is a plain string in v3, not nullable; without a value, leave it out.
+            # docs/pleo-api.md#schema-check: subType is a plain string in v3, not nullable; without
+            # a value, leave it out.
             del item["subType"]
         return item
 

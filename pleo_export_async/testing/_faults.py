@@ -45,29 +45,24 @@ def _server_error_status(_instance: Any, _attribute: attrs.Attribute[int], value
 
 @attrs.frozen
 class FaultSpec:
-    """When a fault fires: with ``probability`` per request, and always at the request numbers
-    in ``at`` (1-based, the ``seq`` of the journal; counting every request the fake receives)."""
+    """When a fault fires: with `probability` per request, and always at the request numbers
+    in `at` (1-based, the `seq` of the journal; counting every request the fake receives)."""
 
     probability: float = attrs.field(default=0.0, validator=_probability)
     at: frozenset[int] = attrs.field(default=frozenset(), converter=_frozen_request_numbers)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether this spec can ever fire."""
-        return self.probability > 0 or bool(self.at)
-
 
 @attrs.define
 class Faults:
-    """The faults the fake injects; assign a new one to ``FakePleo.faults`` or mutate this one.
+    """The faults the fake injects; assign a new one to `FakePleo.faults` or mutate this one.
 
     Which requests each applies to:
-    * ``latency``, ``server_error``, ``rate_limit``, ``slow_response``, ``forbidden``: every
+    * `latency`, `server_error`, `rate_limit`, `slow_response`, `forbidden`: every
       /v3 request.
-    * ``lost_response``, ``dropped_mid_body``, ``partial_ack``, ``item_error``: PUT
+    * `lost_response`, `dropped_mid_body`, `partial_ack`, `item_error`: PUT
       /v3/export-jobs/{jobId}/items.
-    * ``lost_event_response``: POST /v3/export-job-events.
-    A spec's ``at`` numbers that land on a request the fault does not apply to are ignored.
+    * `lost_event_response`: POST /v3/export-job-events.
+    A spec's `at` numbers that land on a request the fault does not apply to are ignored.
     """
 
     # Seconds added to every /v3 request: fixed, or uniform in (low, high).
@@ -111,20 +106,20 @@ class FaultDecider:
         return random.Random(":".join(map(str, (self._seed, *key)))).random()
 
     def fires(self, name: str, spec: FaultSpec, seq: int) -> bool:
-        """Whether the fault ``name`` fires on request ``seq``."""
+        """Whether the fault `name` fires on request `seq`."""
         if seq in spec.at:
             return True
         return spec.probability > 0 and self._uniform(name, seq) < spec.probability
 
     def latency(self, latency: float | tuple[float, float], seq: int) -> float:
-        """Seconds of latency for request ``seq``."""
+        """Seconds of latency for request `seq`."""
         if not isinstance(latency, tuple):
             return latency
         low, high = latency
         return low + (high - low) * self._uniform("latency", seq)
 
     def item_error(self, spec: FaultSpec, seq: int, index: int) -> bool:
-        """Whether the item at ``index`` of PUT request ``seq`` gets an injected error."""
+        """Whether the item at `index` of PUT request `seq` gets an injected error."""
         if seq in spec.at:
             return True
         return spec.probability > 0 and self._uniform("item_error", seq, index) < spec.probability

@@ -1,6 +1,6 @@
 """The request journal: what the fake received, what it answered, and helpers for assertions.
 
-Times are ``time.monotonic()`` seconds. "Delivered" means the whole response was written to an
+Times are `time.monotonic()` seconds. "Delivered" means the whole response was written to an
 open connection; a dropped connection or a client that hung up before the answer is not delivered.
 """
 
@@ -90,7 +90,7 @@ class ItemSend:
 
 @attrs.frozen
 class PauseWindow:
-    """A Retry-After pause: no request should arrive strictly between ``start`` and ``end``."""
+    """A Retry-After pause: no request should arrive strictly between `start` and `end`."""
 
     opened_by: int
     start: float
@@ -111,8 +111,8 @@ def _comparable(item: dict[str, Any]) -> dict[str, Any]:
 class Journal:
     """Every request the fake received, in arrival order, with helpers for assertions.
 
-    ``FakePleo`` records into it; tests read it. A new ``Journal()`` assigned to
-    ``FakePleo.journal`` starts an empty one (the fake records into whichever it holds).
+    `FakePleo` records into it; tests read it. A new `Journal()` assigned to
+    `FakePleo.journal` starts an empty one (the fake records into whichever it holds).
     """
 
     def __init__(self) -> None:
@@ -129,7 +129,7 @@ class Journal:
 
     @property
     def requests(self) -> list[JournalEntry]:
-        """Every request received, in arrival order: ``requests[n - 1].seq == n``."""
+        """Every request received, in arrival order: `requests[n - 1].seq == n`."""
         return self._requests
 
     @property
@@ -190,7 +190,7 @@ class Journal:
     def _open_pause(
         self, *, opened_by: int, start: float, end: float, connection: int | None
     ) -> None:
-        """A delivered 429 asked the client to wait until ``end``."""
+        """A delivered 429 asked the client to wait until `end`."""
         self._pause_windows.append(
             PauseWindow(opened_by=opened_by, start=start, end=end, connection=connection)
         )
@@ -260,7 +260,7 @@ class Journal:
         return sends
 
     def item_history(self, entry_id: str, job_id: str | None = None) -> list[ItemSend]:
-        """Every PUT occurrence of ``entry_id``, in arrival order, whatever its answer was."""
+        """Every PUT occurrence of `entry_id`, in arrival order, whatever its answer was."""
         return self._sends_by_id(job_id).get(entry_id.lower(), [])
 
     def resent_after_ack(self, job_id: str | None = None) -> dict[str, int]:
@@ -309,11 +309,11 @@ class Journal:
         """/v3 requests received strictly inside a Retry-After window opened by an earlier 429.
 
         The window runs from the moment the 429 was written to the end of its Retry-After.
-        Requests received within ``epsilon`` of either edge are not counted: near the start
+        Requests received within `epsilon` of either edge are not counted: near the start
         they may have been on their way before the client had read the 429 (a concurrent
         client cannot stop those, even on the same connection), and near the end it is clock
-        and scheduling jitter. So a retry sent within ``epsilon`` of the 429 goes unnoticed;
-        pass a smaller ``epsilon`` for a stricter check of a client that sends one at a time.
+        and scheduling jitter. So a retry sent within `epsilon` of the 429 goes unnoticed;
+        pass a smaller `epsilon` for a stricter check of a client that sends one at a time.
         """
         inside: dict[int, JournalEntry] = {}
         for window in self._pause_windows:

@@ -1,8 +1,9 @@
-"""Cursor pagination as the Export API describes it (§3.2), over any ordered collection.
+"""Cursor pagination as the Export API describes it (docs/pleo-api.md#cursor-pagination), over any
+ordered collection.
 
 A cursor names a record's ordinal (its position in the unfiltered collection, which never changes),
 not its index in the filtered page, so a walk stays correct while records change status under a
-status filter. Cursors are uppercase base32, matching the documented pattern ``^[A-Z2-7=~]+$``.
+status filter. Cursors are uppercase base32, matching the documented pattern `^[A-Z2-7=~]+$`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class PageRequest:
     after: int | None = None
     before: int | None = None
     offset: int | None = None
-    # The ``currentRequestPagination`` object echoed back in the response.
+    # The `currentRequestPagination` object echoed back in the response.
     echo: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -73,7 +74,7 @@ def _non_negative_int(name: str, text: str) -> int:
 def parse_page_request(
     query: Mapping[str, list[str]], *, default_limit: int, max_limit: int, strict: bool
 ) -> PageRequest:
-    """Read ``before``/``after``/``offset``/``limit``/``sorting_*`` from a query string."""
+    """Read `before`/`after`/`offset`/`limit`/`sorting_*` from a query string."""
     after_cursor = _single(query, "after")
     before_cursor = _single(query, "before")
     offset_text = _single(query, "offset")
@@ -93,7 +94,8 @@ def parse_page_request(
     requested_limit = (
         default_limit if limit_text is None else _non_negative_int("limit", limit_text)
     )
-    # No maximum is documented (§11 #1): cap quietly, as a server protecting itself would.
+    # No maximum is documented (docs/pleo-api.md#open-questions (row 1)): cap quietly, as a server
+    # protecting itself would.
     limit = min(requested_limit, max_limit)
 
     sorting_keys = query.get("sorting_keys", [])
@@ -132,7 +134,7 @@ def paginate(
     ordinal: Callable[[Record], int],
     request: PageRequest,
 ) -> tuple[list[Record], dict[str, Any]]:
-    """One page of ``records`` (sorted by ordinal) and its ``CursorPageInfo``."""
+    """One page of `records` (sorted by ordinal) and its `CursorPageInfo`."""
     # Records are sorted by ordinal: a cursor is found by bisection, not by a scan per page.
     if request.after is not None:
         low = bisect.bisect_right(records, request.after, key=ordinal)

@@ -2,7 +2,7 @@
 
 Works on parsed JSON (dicts, lists, strings), never on the client's models, so a mistake in the
 client's models cannot be mirrored here. Each check returns the first problem as a message that
-names the field, e.g. ``"[3].failureReasonType: unknown value 'bogus'"``, or None when valid.
+names the field, e.g. `"[3].failureReasonType: unknown value 'bogus'"`, or None when valid.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _MAX_ECHOED_VALUE: Final = 40
 
 
 class RequestInvalid(Exception):
-    """A request failed validation; ``message`` names the field and the problem."""
+    """A request failed validation; `message` names the field and the problem."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -33,7 +33,7 @@ class RequestInvalid(Exception):
 
 
 def is_uuid(value: object) -> bool:
-    """Tell whether ``value`` is a UUID string in the canonical 8-4-4-4-12 form."""
+    """Tell whether `value` is a UUID string in the canonical 8-4-4-4-12 form."""
     return isinstance(value, str) and _UUID_PATTERN.match(value) is not None
 
 
@@ -53,7 +53,7 @@ def parse_datetime(value: str) -> datetime | None:
 
 
 def format_datetime(moment: datetime) -> str:
-    """Render a datetime as the fake emits every timestamp: ``YYYY-MM-DDTHH:MM:SSZ`` in UTC."""
+    """Render a datetime as the fake emits every timestamp: `YYYY-MM-DDTHH:MM:SSZ` in UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -219,7 +219,8 @@ def validate_job_event(body: Any, *, strict: bool) -> None:
         "",
         JOB_EVENT_FIELDS,
         strict=strict,
-        # The how-to examples send exportJobId; say what the spec wants instead (§10 #2).
+        # The how-to examples send exportJobId; say what the spec wants instead
+        # (docs/pleo-api.md#inconsistencies (row 2)).
         hints={"jobId": " (the field is jobId, not exportJobId)"}
         if isinstance(body, dict) and "exportJobId" in body
         else None,

@@ -1,4 +1,4 @@
-"""The HTTP side of the fake: aiohttp.web handlers, the middleware, and ``FakePleo``.
+"""The HTTP side of the fake: aiohttp.web handlers, the middleware, and `FakePleo`.
 
 One middleware wraps every request. It journals the request, counts /v3 requests in flight,
 injects latency and faults, checks credentials, maps errors to ExceptionInfo bodies, and writes
@@ -131,7 +131,7 @@ _current: ContextVar[_RequestContext] = ContextVar("pleo_fake_request")
 
 @attrs.frozen
 class FakeJob:
-    """A job created with ``FakePleo.create_job``."""
+    """A job created with `FakePleo.create_job`."""
 
     id: str
     company_id: str
@@ -139,7 +139,7 @@ class FakeJob:
 
 
 class _Api:
-    """The endpoints and the middleware, over one ``State``."""
+    """The endpoints and the middleware, over one `State`."""
 
     def __init__(self, owner: FakePleo) -> None:
         self._owner = owner
@@ -451,7 +451,7 @@ class _Api:
         )
         if applied:
             _current.get().journal._note_event_applied(_current.get().entry)
-        # §4.4: 202 with no body at all.
+        # docs/pleo-api.md#job-events: 202 with no body at all.
         return web.Response(status=202)
 
     # ---- export job items (control layer) ------------------------------------------------
@@ -510,7 +510,8 @@ class _Api:
         return _json_response(200, {"data": data, "errors": outcome.errors})
 
     async def get_export_job_item(self, request: web.Request) -> web.Response:
-        """The hidden GET /v3/export-job-items (§4.8): one job item by accounting entry."""
+        """The hidden GET /v3/export-job-items (docs/pleo-api.md#hidden-endpoints): one job item by
+        accounting entry."""
         query = _query(request)
         company_id = _single(query, "company_id")
         entry_id = _single(query, "accounting_entry_id")
@@ -582,47 +583,49 @@ class FakePleo:
     """A fake Pleo Export API v3 server on loopback, over real TCP, for tests and demos.
 
     Whatever Pleo refuses, the fake refuses, with Pleo's status and error type: PUT items on a
-    finished job (422 ``EXPORT_JOB_STATUS_UNPROCESSABLE``), an event the job's status does not
-    allow, such as ``started`` twice or anything after a final event (422
-    ``INVALID_EXPORT_JOB_STATUS_CHANGE``), an unknown job (404 ``EXPORT_NOT_FOUND``), more than
-    100 items in one PUT (413 ``EXPORT_JOB_ITEMS_UPDATE_LIMIT``), a body that breaks the schema
-    (400 ``BAD_REQUEST``), a bad credential (401 ``UNAUTHORIZED``), a second open job for a
-    company (409 ``EXPORT_ALREADY_IN_PROGRESS``); and, per item in the PUT answer's ``errors``,
-    an unknown accountingEntryId (``ACCOUNTING_ENTRY_DOES_NOT_EXIST``) or the status
-    ``abandoned`` (``EXPORT_ENTRY_STATUS_UPDATE_FAILED``).
+    finished job (422 `EXPORT_JOB_STATUS_UNPROCESSABLE`), an event the job's status does not
+    allow, such as `started` twice or anything after a final event (422
+    `INVALID_EXPORT_JOB_STATUS_CHANGE`), an unknown job (404 `EXPORT_NOT_FOUND`), more than
+    100 items in one PUT (413 `EXPORT_JOB_ITEMS_UPDATE_LIMIT`), a body that breaks the schema
+    (400 `BAD_REQUEST`), a bad credential (401 `UNAUTHORIZED`), a second open job for a
+    company (409 `EXPORT_ALREADY_IN_PROGRESS`); and, per item in the PUT answer's `errors`,
+    an unknown accountingEntryId (`ACCOUNTING_ENTRY_DOES_NOT_EXIST`) or the status
+    `abandoned` (`EXPORT_ENTRY_STATUS_UPDATE_FAILED`).
 
-    ``strict=True``, the default, also refuses what Pleo's documentation leaves open but its
-    guidance tells a connector not to do (pleo-export-api.md §7.2, §7.3, §11), so that a
-    connector's bug fails its tests:
+    `strict=True`, the default, also refuses what Pleo's documentation leaves open but its
+    guidance tells a connector not to do (docs/pleo-api.md#job-transitions,
+    docs/pleo-api.md#item-transitions, docs/pleo-api.md#open-questions), so that a connector's bug
+    fails its tests:
 
-    * PUT items on a job not yet started (``pending``): 422 ``EXPORT_JOB_STATUS_UNPROCESSABLE``;
-    * ``completed`` or ``completed_with_errors`` on a ``pending`` job, or while items are still
-      ``pending`` or ``in_progress``, and ``completed`` when some items ``failed``: 422
-      ``INVALID_EXPORT_JOB_STATUS_CHANGE``;
-    * changing an item already ``successful``, such as turning it into a failed one: an
-      ``errors`` entry ``EXPORT_ENTRY_STATUS_UPDATE_FAILED`` in the 200 answer (the very same
+    * PUT items on a job not yet started (`pending`): 422 `EXPORT_JOB_STATUS_UNPROCESSABLE`;
+    * `completed` or `completed_with_errors` on a `pending` job, or while items are still
+      `pending` or `in_progress`, and `completed` when some items `failed`: 422
+      `INVALID_EXPORT_JOB_STATUS_CHANGE`;
+    * changing an item already `successful`, such as turning it into a failed one: an
+      `errors` entry `EXPORT_ENTRY_STATUS_UPDATE_FAILED` in the 200 answer (the very same
       update again, as a retry after a lost answer sends it, is acknowledged and changes
-      nothing; the journal's ``resent_after_ack`` still counts it);
-    * a misspelt request: unknown body fields, unknown query parameters and ``sorting_keys``
-      give 400 ``BAD_REQUEST``; GET /v3/export-items without ``job_id`` gives 400
-      ``REQUIRED_PARAMETER_MISSING``.
+      nothing; the journal's `resent_after_ack` still counts it);
+    * a misspelt request: unknown body fields, unknown query parameters and `sorting_keys`
+      give 400 `BAD_REQUEST`; GET /v3/export-items without `job_id` gives 400
+      `REQUIRED_PARAMETER_MISSING`.
 
-    ``strict=False`` is the lenient opt-in, for a test that means to exercise what a connector
+    `strict=False` is the lenient opt-in, for a test that means to exercise what a connector
     should not do: it accepts all of these, items are overwritten (last write wins) while the
     job is in progress, unknown fields and parameters are ignored, and GET /v3/export-items
-    without ``job_id`` lists the items of every running job. In both modes, items still
-    ``pending`` or ``in_progress`` when a job is completed, failed or expired become
-    ``abandoned``, as Pleo does. ``strict`` can also be switched on a running fake.
+    without `job_id` lists the items of every running job. In both modes, items still
+    `pending` or `in_progress` when a job is completed, failed or expired become
+    `abandoned`, as Pleo does. `strict` can also be switched on a running fake.
 
-    Answers leave out the optional keys that have no value (``failureReasonType``,
-    ``startedAt``, ``externalId``, ``subType``, ...) rather than sending ``null`` (§13): a client
-    must accept both.
+    Answers leave out the optional keys that have no value (`failureReasonType`,
+    `startedAt`, `externalId`, `subType`, ...) rather than sending `null`
+    (docs/pleo-api.md#schema-check): a client must accept both.
 
-    Other options: ``seed`` makes IDs, export item data and probabilistic ``faults`` (a
-    `Faults`) reproducible; ``clock`` and ``advance_clock`` drive expiry and token lifetimes;
-    ``accept_repeated_started`` accepts ``started`` on an in-progress job as a no-op (§11 #3);
-    ``pending_blocks_create`` makes a pending job, not only one in progress, block creating
-    another. Every request and its answer are in ``journal`` (a `Journal`).
+    Other options: `seed` makes IDs, export item data and probabilistic `faults` (a
+    `Faults`) reproducible; `clock` and `advance_clock` drive expiry and token lifetimes;
+    `accept_repeated_started` accepts `started` on an in-progress job as a no-op
+    (docs/pleo-api.md#open-questions (row 3)); `pending_blocks_create` makes a pending job, not
+    only one in progress, block creating another. Every request and its answer are in `journal` (a
+    `Journal`).
     """
 
     def __init__(
@@ -724,7 +727,7 @@ class FakePleo:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` once started."""
+        """`http://127.0.0.1:PORT` once started."""
         if self._base_url is None:
             raise RuntimeError("FakePleo is not started")
         return self._base_url
@@ -748,7 +751,7 @@ class FakePleo:
 
     @property
     def company_id(self) -> str:
-        """The company ``create_job`` uses when none is given (seeded)."""
+        """The company `create_job` uses when none is given (seeded)."""
         return self._state.default_company_id
 
     def auth_headers(self) -> dict[str, str]:
@@ -759,7 +762,7 @@ class FakePleo:
     # ---- clock ---------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        """The fake's current time (the injected clock plus any ``advance_clock``)."""
+        """The fake's current time (the injected clock plus any `advance_clock`)."""
         return self._clock.now()
 
     def advance_clock(self, seconds: float) -> None:
@@ -777,7 +780,7 @@ class FakePleo:
         item_ids: list[str] | None = None,
         vendor_based_bookkeeping: bool = False,
     ) -> FakeJob:
-        """Create a job with ``items`` seeded items (or the given ``item_ids``) in ``status``.
+        """Create a job with `items` seeded items (or the given `item_ids`) in `status`.
 
         No company lock applies here, unlike POST /v3/export-jobs.
         """

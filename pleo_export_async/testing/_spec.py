@@ -1,14 +1,15 @@
 """The API facts the fake enforces: enum values, limits and error types of Export API v3.
 
-Copied from the API reference (pleo-export-api.md §3, §6, §9) on purpose instead of being imported
-from the client's modules: the fake must not share a mistake with the client it tests.
+Copied from the API reference (docs/pleo-api.md#conventions, docs/pleo-api.md#enums,
+docs/pleo-api.md#limits) on purpose instead of being imported from the client's modules: the fake
+must not share a mistake with the client it tests.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# §6.1 ExportJobStatus
+# docs/pleo-api.md#job-status ExportJobStatus
 JOB_STATUSES: Final = (
     "pending",
     "in_progress",
@@ -19,11 +20,12 @@ JOB_STATUSES: Final = (
 ACTIVE_JOB_STATUSES: Final = frozenset({"pending", "in_progress"})
 TERMINAL_JOB_STATUSES: Final = frozenset({"failed", "completed", "completed_with_errors"})
 
-# §6.2 ExportJobEventType
+# docs/pleo-api.md#job-event-type ExportJobEventType
 JOB_EVENTS: Final = ("started", "failed", "completed", "completed_with_errors")
 FINAL_JOB_EVENTS: Final = frozenset({"failed", "completed", "completed_with_errors"})
 
-# §6.3 ExportJobFailureReasonType: the job-level enum (15 values)
+# docs/pleo-api.md#job-failure-reason-type ExportJobFailureReasonType: the job-level enum (15
+# values)
 JOB_FAILURE_REASON_TYPES: Final = (
     "invalid_configuration",
     "missing_configuration",
@@ -42,12 +44,13 @@ JOB_FAILURE_REASON_TYPES: Final = (
     "canceled_by_user",
 )
 
-# §6.4 ExportJobItemStatus
+# docs/pleo-api.md#item-status ExportJobItemStatus
 ITEM_STATUSES: Final = ("pending", "in_progress", "failed", "successful", "abandoned")
 # Items the integration has finished with; everything else is abandoned when the job fails.
 FINAL_ITEM_STATUSES: Final = frozenset({"successful", "failed"})
 
-# §6.5 ExportJobItemFailureReasonType: the item-level enum (18 values in v3)
+# docs/pleo-api.md#item-failure-reason-type ExportJobItemFailureReasonType: the item-level enum (18
+# values in v3)
 ITEM_FAILURE_REASON_TYPES: Final = (
     "receipt_upload_failure",
     "receipt_download_failure",
@@ -69,14 +72,15 @@ ITEM_FAILURE_REASON_TYPES: Final = (
     "tag_unknown",
 )
 
-# §6.6 ExportJobItemUpdateErrorType: errors[].type in the PUT response
+# docs/pleo-api.md#item-update-error-type ExportJobItemUpdateErrorType: errors[].type in the PUT
+# response
 ITEM_UPDATE_ERROR_TYPES: Final = (
     "ACCOUNTING_ENTRY_DOES_NOT_EXIST",
     "EXPORT_ENTRY_STATUS_UPDATE_FAILED",
     "ACCOUNTING_ENTRY_UPDATE_FAILED",
 )
 
-# §3.2 PageOrder
+# docs/pleo-api.md#cursor-pagination PageOrder
 PAGE_ORDERS: Final = (
     "ASC",
     "ASC_NULLS_FIRST",
@@ -86,7 +90,7 @@ PAGE_ORDERS: Final = (
     "DESC_NULLS_LAST",
 )
 
-# §6.7 ExportItemTypeV3 and ExportItemSubTypeV3
+# docs/pleo-api.md#export-item-enums ExportItemTypeV3 and ExportItemSubTypeV3
 EXPORT_ITEM_TYPES: Final = (
     "card_purchase",
     "card_invoice",
@@ -132,15 +136,16 @@ INVOICE_STATUSES: Final = (
     "failed_payment",
 )
 
-# §9 limits and §7.1 expiry
+# docs/pleo-api.md#limits limits and docs/pleo-api.md#documented-flow expiry
 MAX_ITEMS_PER_UPDATE: Final = 100
 JOB_EXPIRY_SECONDS: Final = 3600
 ACCESS_TOKEN_LIFETIME_SECONDS: Final = 3600
 
-# §1: the content type of every JSON response.
+# docs/pleo-api.md#base-urls: the content type of every JSON response.
 JSON_CONTENT_TYPE: Final = "application/json;charset=UTF-8"
 
-# §3.1 ExceptionInfo types (UPPER_CASE, as the spec spells them) and their documented messages.
+# docs/pleo-api.md#error-body ExceptionInfo types (UPPER_CASE, as the spec spells them) and their
+# documented messages.
 EXPORT_NOT_FOUND: Final = "EXPORT_NOT_FOUND"
 EXPORT_ENTRY_NOT_FOUND: Final = "EXPORT_ENTRY_NOT_FOUND"
 EXPORT_ALREADY_IN_PROGRESS: Final = "EXPORT_ALREADY_IN_PROGRESS"
@@ -148,7 +153,8 @@ EXPORT_JOB_ITEMS_UPDATE_LIMIT: Final = "EXPORT_JOB_ITEMS_UPDATE_LIMIT"
 EXPORT_JOB_STATUS_UNPROCESSABLE: Final = "EXPORT_JOB_STATUS_UNPROCESSABLE"
 INVALID_EXPORT_JOB_STATUS_CHANGE: Final = "INVALID_EXPORT_JOB_STATUS_CHANGE"
 MISSING_CONTRA_ACCOUNTS: Final = "MISSING_CONTRA_ACCOUNTS"
-# §11 #9 and §9: the types the docs leave open; the fake picks these.
+# docs/pleo-api.md#open-questions (row 9) and docs/pleo-api.md#limits: the types the docs leave
+# open; the fake picks these.
 BAD_REQUEST: Final = "BAD_REQUEST"
 REQUIRED_PARAMETER_MISSING: Final = "REQUIRED_PARAMETER_MISSING"
 UNAUTHORIZED: Final = "UNAUTHORIZED"

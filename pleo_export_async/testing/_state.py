@@ -1,6 +1,7 @@
-"""The fake's world: export jobs, their items, the job lifecycle (§7) and expiry, on a clock.
+"""The fake's world: export jobs, their items, the job lifecycle (docs/pleo-api.md#lifecycle) and
+expiry, on a clock.
 
-No HTTP here. Operations raise ``ApiError`` with the status and ExceptionInfo type the server
+No HTTP here. Operations raise `ApiError` with the status and ExceptionInfo type the server
 answers with; every mutation is synchronous, so one request's changes are atomic under asyncio.
 """
 
@@ -29,7 +30,7 @@ class ApiError(Exception):
 
 
 def _items(count: int) -> str:
-    """``"1 item is"`` or ``"3 items are"``."""
+    """`"1 item is"` or `"3 items are"`."""
     return "1 item is" if count == 1 else f"{count} items are"
 
 
@@ -52,7 +53,7 @@ class Clock:
         return moment + self._offset
 
     def advance(self, seconds: float) -> None:
-        """Move now forward (or back, with a negative value) by ``seconds``."""
+        """Move now forward (or back, with a negative value) by `seconds`."""
         self._offset += timedelta(seconds=seconds)
 
 
@@ -61,8 +62,9 @@ def _optional_datetime(moment: datetime | None) -> str | None:
 
 
 def _without_nulls(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload with the optional keys that have no value left out (§13: real answers may
-    carry null or leave the key out; a client must accept both, and the fake does the latter)."""
+    """The payload with the optional keys that have no value left out
+    (docs/pleo-api.md#schema-check: real answers may carry null or leave the key out; a client must
+    accept both, and the fake does the latter)."""
     return {key: value for key, value in payload.items() if value is not None}
 
 
@@ -169,7 +171,8 @@ class Job:
         )
 
     def abandon_unfinished_items(self) -> None:
-        """Mark every item the integration has not finished as abandoned (§7.2)."""
+        """Mark every item the integration has not finished as abandoned
+        (docs/pleo-api.md#job-transitions)."""
         for item in self.items.values():
             if item.status not in _spec.FINAL_ITEM_STATUSES:
                 item.status = "abandoned"
@@ -187,13 +190,16 @@ class UpdateOutcome:
 
 @attrs.frozen
 class LifecycleRules:
-    """The switches for the undocumented corners of the lifecycle (§7.2, §11)."""
+    """The switches for the undocumented corners of the lifecycle (docs/pleo-api.md#job-transitions,
+    docs/pleo-api.md#open-questions)."""
 
     # Refuse what Pleo's guidance tells a connector not to do (see FakePleo); False is lenient.
     strict: bool = True
-    # §11 #3: whether `started` on an in_progress job is accepted (as a no-op) instead of a 422.
+    # docs/pleo-api.md#open-questions (row 3): whether `started` on an in_progress job is accepted
+    # (as a no-op) instead of a 422.
     accept_repeated_started: bool = False
-    # §4.2: whether a pending job (not only an in_progress one) blocks creating another.
+    # docs/pleo-api.md#create-job: whether a pending job (not only an in_progress one) blocks
+    # creating another.
     pending_blocks_create: bool = True
     expiry_seconds: int = _spec.JOB_EXPIRY_SECONDS
 
@@ -224,7 +230,7 @@ class State:
         return job
 
     def list_jobs(self, *, company_id: str | None, statuses: Iterable[str]) -> list[Job]:
-        """Jobs oldest first, filtered by company and by any of ``statuses`` (all when empty)."""
+        """Jobs oldest first, filtered by company and by any of `statuses` (all when empty)."""
         wanted = frozenset(statuses)
         return [
             job
@@ -259,7 +265,7 @@ class State:
         is_interactive: bool = True,
         vendor_based_bookkeeping: bool = False,
     ) -> Job:
-        """Create a job directly in ``status`` (the test helper; no company lock)."""
+        """Create a job directly in `status` (the test helper; no company lock)."""
         if status not in _spec.JOB_STATUSES:
             raise ValueError(f"status must be one of {_spec.JOB_STATUSES}, got {status!r}")
         now = self.clock.now()
@@ -309,7 +315,8 @@ class State:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def expire_due_jobs(self) -> list[Job]:
-        """Fail every open job not updated within the expiry time (checked lazily, §7.1 step 9)."""
+        """Fail every open job not updated within the expiry time (checked lazily,
+        docs/pleo-api.md#documented-flow step 9)."""
         now = self.clock.now()
         expired = []
         limit = timedelta(seconds=self.rules.expiry_seconds)
@@ -332,7 +339,8 @@ class State:
         failure_reason: str | None = None,
         failure_reason_type: str | None = None,
     ) -> bool:
-        """Apply a validated job event; True when it changed the job's status (§7.2 table)."""
+        """Apply a validated job event; True when it changed the job's status
+        (docs/pleo-api.md#job-transitions table)."""
         job = self.get_job(job_id)
         self._check_transition(job, event)
         now = self.clock.now()
@@ -345,14 +353,16 @@ class State:
             return True
         job.status = event
         if event in ("failed", "completed_with_errors"):
-            # §10 #5: the reference says "failed only", the design guide also sends them with
-            # completed_with_errors; storing them for both is the lenient reading.
+            # docs/pleo-api.md#inconsistencies (row 5): the reference says "failed only", the design
+            # guide also sends them with completed_with_errors; storing them for both is the lenient
+            # reading.
             job.failure_reason = failure_reason
             job.failure_reason_type = failure_reason_type
         if event != "failed":
             job.completed_at = now
-        # Items the integration left unfinished can no longer be: abandoned (§7.1 step 9).
-        # Strict mode refuses a completion with such items, so only `failed` gets here with them.
+        # Items the integration left unfinished can no longer be: abandoned
+        # (docs/pleo-api.md#documented-flow step 9). Strict mode refuses a completion with such
+        # items, so only `failed` gets here with them.
         job.abandon_unfinished_items()
         return True
 
@@ -424,8 +434,9 @@ class State:
                     "report 'successful' or 'failed'.",
                 )
             elif self.rules.strict and item.status == "successful" and not item.reported_as(update):
-                # §11 #5: a successful item is final. The same update again (a retry whose
-                # answer was lost) changes nothing and is acknowledged; anything else is refused.
+                # docs/pleo-api.md#open-questions (row 5): a successful item is final. The same
+                # update again (a retry whose answer was lost) changes nothing and is acknowledged;
+                # anything else is refused.
                 reject(
                     entry_id,
                     "EXPORT_ENTRY_STATUS_UPDATE_FAILED",

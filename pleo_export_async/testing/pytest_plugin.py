@@ -1,9 +1,9 @@
-"""pytest plugin: the ``fake_pleo`` and ``fake_pleo_factory`` fixtures.
+"""pytest plugin: the `fake_pleo` and `fake_pleo_factory` fixtures.
 
-Installing the package registers this plugin (through the ``pytest11`` entry point); the
-``testing`` extra (``pip install 'pleo-export-async[testing]'``) brings pytest and pytest-asyncio,
+Installing the package registers this plugin (through the `pytest11` entry point); the
+`testing` extra (`pip install 'pleo-export-async[testing]'`) brings pytest and pytest-asyncio,
 which is all it needs. An async test that asks for one of its fixtures runs as it is, with no
-``@pytest.mark.asyncio`` and no ``asyncio_mode`` setting::
+`@pytest.mark.asyncio` and no `asyncio_mode` setting:
 
     from pleo_export_async import ApiKeyAuth, PleoExportClient
 
@@ -16,39 +16,39 @@ which is all it needs. An async test that asks for one of its fixtures runs as i
 
 Fixtures:
 
-* ``fake_pleo``: a started `FakePleo` on loopback for one test, closed after it.
-* ``fake_pleo_factory``: ``await fake_pleo_factory(**kwargs)`` starts another `FakePleo` with
+* `fake_pleo`: a started `FakePleo` on loopback for one test, closed after it.
+* `fake_pleo_factory`: `await fake_pleo_factory(**kwargs)` starts another `FakePleo` with
   those keyword arguments; every one it started is closed after the test.
 
-Options. ``@pytest.mark.fake_pleo(**kwargs)`` on a test (or a class or module, through
-``pytestmark``) passes its keyword arguments to the `FakePleo` of ``fake_pleo``. The ones a
+Options. `@pytest.mark.fake_pleo(**kwargs)` on a test (or a class or module, through
+`pytestmark`) passes its keyword arguments to the `FakePleo` of `fake_pleo`. The ones a
 connector's tests use most:
 
-* ``faults=Faults(...)``: the faults the fake injects (latency, 5xx, 429 with ``Retry-After``,
+* `faults=Faults(...)`: the faults the fake injects (latency, 5xx, 429 with `Retry-After`,
   lost responses, partial acknowledgements, per-item errors), each a `FaultSpec` that fires
-  with a probability per request or always at given request numbers. ``fake_pleo.faults`` can
+  with a probability per request or always at given request numbers. `fake_pleo.faults` can
   also be replaced during the test.
-* ``strict``: on by default, so a connector's bug fails its tests. The fake refuses what Pleo
+* `strict`: on by default, so a connector's bug fails its tests. The fake refuses what Pleo
   refuses and what Pleo's guidance tells a connector not to do, with Pleo's status and error
-  type: item updates on a job not yet started (422 ``EXPORT_JOB_STATUS_UNPROCESSABLE``),
-  completing a job while items are still pending (422 ``INVALID_EXPORT_JOB_STATUS_CHANGE``),
-  turning a successful item into a failed one (``EXPORT_ENTRY_STATUS_UPDATE_FAILED`` in the
-  answer's ``errors``); see `FakePleo` for the whole list. ``strict=False`` is the lenient
+  type: item updates on a job not yet started (422 `EXPORT_JOB_STATUS_UNPROCESSABLE`),
+  completing a job while items are still pending (422 `INVALID_EXPORT_JOB_STATUS_CHANGE`),
+  turning a successful item into a failed one (`EXPORT_ENTRY_STATUS_UPDATE_FAILED` in the
+  answer's `errors`); see `FakePleo` for the whole list. `strict=False` is the lenient
   opt-in, for a test that means to exercise what a connector should not do.
-* ``seed``: makes the fake's IDs, data and probabilistic faults reproducible; the same seed
+* `seed`: makes the fake's IDs, data and probabilistic faults reproducible; the same seed
   gives the same faults on the same request numbers.
-* anything else `FakePleo` takes: ``api_key``, ``page_size_default``, ``oauth_clients``,
-  ``access_token_lifetime``, ``max_items_per_update``, ...
+* anything else `FakePleo` takes: `api_key`, `page_size_default`, `oauth_clients`,
+  `access_token_lifetime`, `max_items_per_update`, ...
 
-For example::
+For example:
 
     @pytest.mark.fake_pleo(seed=3, faults=Faults(rate_limit=FaultSpec(at={2})))
     async def test_a_429_is_retried(fake_pleo): ...
 
 How the tests run. Before pytest-asyncio looks at a collected coroutine test, this plugin marks
-it ``@pytest.mark.asyncio`` when it asks, directly or through other fixtures, for ``fake_pleo``
-or ``fake_pleo_factory`` and carries no asyncio marker of its own (nor an ``anyio`` or ``trio``
-one). Other tests are left alone; in ``asyncio_mode = "auto"`` nothing changes. The fixtures'
+it `@pytest.mark.asyncio` when it asks, directly or through other fixtures, for `fake_pleo`
+or `fake_pleo_factory` and carries no asyncio marker of its own (nor an `anyio` or `trio`
+one). Other tests are left alone; in `asyncio_mode = "auto"` nothing changes. The fixtures'
 event loop follows pytest-asyncio's settings (one loop per test unless configured otherwise).
 
 Without pytest-asyncio this module still imports, and the fixtures fail with a message that
@@ -90,7 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _needs_asyncio_marker(item: pytest.Function) -> bool:
-    """Whether ``item`` is a coroutine test that uses our fixtures and has no runner marker."""
+    """Whether `item` is a coroutine test that uses our fixtures and has no runner marker."""
     function = item.obj
     if isinstance(function, staticmethod):
         function = function.__func__
@@ -141,34 +141,34 @@ if pytest_asyncio is not None:
     async def fake_pleo(request: pytest.FixtureRequest) -> AsyncIterator[FakePleo]:
         """A started `FakePleo` on loopback, closed after the test.
 
-        An async test that asks for it runs with no ``@pytest.mark.asyncio`` and no
-        ``asyncio_mode``. ``@pytest.mark.fake_pleo(**kwargs)`` on the test, its class or its
+        An async test that asks for it runs with no `@pytest.mark.asyncio` and no
+        `asyncio_mode`. `@pytest.mark.fake_pleo(**kwargs)` on the test, its class or its
         module passes keyword arguments to `FakePleo`:
 
-        * ``faults=Faults(...)``: latency, 5xx, 429 with ``Retry-After``, lost or half-sent
+        * `faults=Faults(...)`: latency, 5xx, 429 with `Retry-After`, lost or half-sent
           answers, partial acknowledgements, per-item errors; each a `FaultSpec` that fires with
-          a probability per request or at given request numbers (``journal`` ``seq`` values).
-          Assigning ``fake_pleo.faults`` changes them during the test.
-        * ``strict`` (default True): refuse, with Pleo's status and error type, what Pleo
+          a probability per request or at given request numbers (`journal` `seq` values).
+          Assigning `fake_pleo.faults` changes them during the test.
+        * `strict` (default True): refuse, with Pleo's status and error type, what Pleo
           refuses and what its guidance tells a connector not to do: item updates before
-          ``started``, completing with items still pending, rewriting a successful item.
-          ``strict=False`` accepts those (last write wins; pending items become abandoned).
-        * ``seed`` (default 0): the fake's IDs, export item data and probabilistic faults are
+          `started`, completing with items still pending, rewriting a successful item.
+          `strict=False` accepts those (last write wins; pending items become abandoned).
+        * `seed` (default 0): the fake's IDs, export item data and probabilistic faults are
           the same for the same seed.
-        * anything else `FakePleo` takes: ``api_key``, ``clock``, ``page_size_default``,
-          ``oauth_clients``, ``access_token_lifetime``, ``max_items_per_update``, ...
+        * anything else `FakePleo` takes: `api_key`, `clock`, `page_size_default`,
+          `oauth_clients`, `access_token_lifetime`, `max_items_per_update`, ...
 
-        Example: ``@pytest.mark.fake_pleo(seed=3, faults=Faults(rate_limit=FaultSpec(at={2})))``.
+        Example: `@pytest.mark.fake_pleo(seed=3, faults=Faults(rate_limit=FaultSpec(at={2})))`.
         """
         async with FakePleo(**_marker_kwargs(request)) as fake:
             yield fake
 
     @pytest_asyncio.fixture
     async def fake_pleo_factory() -> AsyncIterator[FakePleoFactory]:
-        """Start more `FakePleo` servers with ``await fake_pleo_factory(**kwargs)``.
+        """Start more `FakePleo` servers with `await fake_pleo_factory(**kwargs)`.
 
-        Each takes `FakePleo`'s keyword arguments (``faults``, ``strict``, ``seed``, ... as for
-        ``fake_pleo``; strict unless ``strict=False``); all are closed after the test, last
+        Each takes `FakePleo`'s keyword arguments (`faults`, `strict`, `seed`, ... as for
+        `fake_pleo`; strict unless `strict=False`); all are closed after the test, last
         first.
         """
         started: list[FakePleo] = []

@@ -1,2 +1,2 @@
-"""The reliability suite (issue 13): chaos, crashes, cancellations, hostile answers, bad input,
+"""The reliability suite: chaos, crashes, cancellations, hostile answers, bad input,
 secrets, and the figures of what the library survived. `PLEO_CHAOS=full` runs it at scale."""

@@ -326,7 +326,8 @@ def check_job(
     abandoned_at: float | None = None,
     rejections_seen: bool = True,
 ) -> None:
-    """The journal checks of issue 13, counted into the figures before they are asserted.
+    """The journal checks of the reliability suite, counted into the figures before they are
+    asserted.
 
     `rejections_seen=False`: the outcome was found delivered by a JobRun that did not see Pleo's
     rejections, and a ledger does not keep them (test_regressions.py shows the gap), so its

@@ -309,8 +309,8 @@ class HostileProxy:
         return response
 
     def _refuse_rewrites(self, answer: bytes, aimed: bool) -> bytes:
-        """Pleo's optional strictness (pleo-export-api.md §11): an item already successful is
-        refused when written again, even with the same update; an aimed answer lists nothing
+        """Pleo's optional strictness (docs/pleo-api.md#open-questions): an item already successful
+        is refused when written again, even with the same update; an aimed answer lists nothing
         in `data` although the fake committed it all."""
         payload = json.loads(answer)
         data, errors = payload.get("data", []), payload.get("errors", [])

@@ -1,4 +1,4 @@
-"""Bad input, fuzzed with hypothesis (issue 13, R14): ItemUpdate, client.job(), the public
+"""Bad input, fuzzed with hypothesis (R14): ItemUpdate, client.job(), the public
 arguments of the client and of JobRun, process_job's handler results and the CLI's results file.
 Every rejection is an InvalidInput naming the field, raised before any request."""
 

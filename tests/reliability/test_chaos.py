@@ -1,5 +1,5 @@
 """Chaos: random jobs, random fault plans on the fake, random client settings, through update()
-and complete() and through process_job; every run checked from the fake's journal (issue 13)."""
+and complete() and through process_job; every run checked from the fake's journal."""
 
 from __future__ import annotations
 

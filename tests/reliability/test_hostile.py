@@ -1,4 +1,4 @@
-"""Hostile and broken answers (issue 13): non-JSON bodies, the wrong shape, unknown statuses, a
+"""Hostile and broken answers: non-JSON bodies, the wrong shape, unknown statuses, a
 huge body, a slow trickle, a connection reset, from a proxy in front of the fake. The client never
 raises an internal error, counts an ID acknowledged only when an answer rightly lists it, gives up
 with a PleoExportError subclass, and keeps what was acknowledged."""

@@ -1,4 +1,4 @@
-"""Secrets (issue 13, R15): whole faulty jobs with logging at DEBUG, every log record attribute,
+"""Secrets (R15): whole faulty jobs with logging at DEBUG, every log record attribute,
 the reprs of the public objects, the exception messages and tracebacks, and the CLI's output are
 searched for the API key, the access tokens, the OAuth2 client secret and the refresh tokens."""
 

@@ -36,11 +36,12 @@ async def _all_export_items(session: aiohttp.ClientSession, job_id: str) -> list
 
 
 def _uses_documented_enums(item: dict[str, Any]) -> bool:
-    """Whether a generated item only uses the documented enum values of §6.7."""
+    """Whether a generated item only uses the documented enum values of
+    docs/pleo-api.md#export-item-enums."""
     info = item["additionalInformation"]["invoiceInformation"]
     return (
         item["type"] in _spec.EXPORT_ITEM_TYPES
-        # §13: a subType without a value is left out, never null.
+        # docs/pleo-api.md#schema-check: a subType without a value is left out, never null.
         and ("subType" not in item or item["subType"] in _spec.EXPORT_ITEM_SUB_TYPES)
         and (
             item["bookkeeping"] is None
@@ -91,7 +92,8 @@ async def test_export_items_are_realistic(
     vendors = [item["vendor"] is not None for item in items]
     assert any(vendors)
     assert not all(vendors)
-    # Vendor-based bookkeeping is off for this job, so `bookkeeping` is null (§5.5).
+    # Vendor-based bookkeeping is off for this job, so `bookkeeping` is null
+    # (docs/pleo-api.md#export-item).
     assert all(item["bookkeeping"] is None for item in items)
 
 

@@ -34,7 +34,7 @@ async def test_items_start_pending_with_only_the_required_fields(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
     """Before processing every item is pending, and the optional fields, having no value, are
-    left out rather than null (§13)."""
+    left out rather than null (docs/pleo-api.md#schema-check)."""
     job = fake_pleo.create_job(items=3)
     status, body = await _get_items(session, job.id)
     assert status == 200

@@ -1,4 +1,5 @@
-"""Export jobs: get, list, create, the event lifecycle of §7.2, and expiry."""
+"""Export jobs: get, list, create, the event lifecycle of docs/pleo-api.md#job-transitions, and
+expiry."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ async def test_get_job_returns_export_job_v3(
     fake_pleo: FakePleo, session: aiohttp.ClientSession
 ) -> None:
     """GET a job returns {data: ExportJobV3} with its required fields, lastUpdatedAt, Z datetimes,
-    and none of the optional fields it has no value for (§13: left out, not null)."""
+    and none of the optional fields it has no value for (docs/pleo-api.md#schema-check: left out,
+    not null)."""
     job = fake_pleo.create_job(items=4, status="pending")
     status, body = await call(session, "GET", f"/v3/export-jobs/{job.id}")
     assert status == 200
@@ -412,7 +414,8 @@ async def test_event_for_unknown_job_is_404(session: aiohttp.ClientSession) -> N
             "failureReasonType: unknown value 'bogus'",
         ),
         (
-            # An item-level value: not in the 15-value job-level enum (§10 #4).
+            # An item-level value: not in the 15-value job-level enum
+            # (docs/pleo-api.md#inconsistencies (row 4)).
             {
                 "event": "failed",
                 "jobId": UNKNOWN_ID,
