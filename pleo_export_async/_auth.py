@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
+from ._checks import function
 from ._errors import AuthenticationError, InvalidInput, ReauthorizationRequired
 
 PRODUCTION_TOKEN_URL = "https://auth.pleo.io/oauth/token"
@@ -222,8 +223,8 @@ class OAuth2Auth:
             raise InvalidInput("expires_at", expires_at, "must be a timezone-aware datetime")
         if not isinstance(refresh_margin, int | float) or not refresh_margin >= 0:
             raise InvalidInput("refresh_margin", refresh_margin, "must be seconds, 0 or more")
-        if on_tokens is not None and not callable(on_tokens):
-            raise InvalidInput("on_tokens", on_tokens, "must be a function of a TokenPair")
+        if on_tokens is not None:
+            function("on_tokens", on_tokens, of="a TokenPair")
         self._client_id = client_id
         self._client_authorization = _basic_authorization(client_id, client_secret)
         self._access_token = access_token

@@ -1,7 +1,8 @@
 """PostgresLedger: the ledger shared by every worker on one PostgreSQL database, with job leases
 (rules R4, R11, R13 across processes and machines, and R18).
 
-The rows are those of `SqliteLedger` (see `_durable`): a batch row committed before the batch is
+The rows are those of `SqliteLedger` (see `_durable_rows`; the tables and statements are in
+`_postgres_schema`): a batch row committed before the batch is
 sent, an acknowledgement row once Pleo's answer is read, the final event's row before the event
 is sent and again once it is delivered. What PostgreSQL adds is who may write them.
 
@@ -55,6 +56,7 @@ from ._durable_rows import (
 from ._errors import InvalidInput, JobLeased, LeaseLost, LedgerError
 from ._ledger import FinalEventRecord
 from ._models import ItemUpdate, JobEventRequest
+from ._postgres_schema import APPLICATION, SCHEMA_LOCK, SCHEMA_NAME, SCHEMA_VERSION, SQL, TABLES
 from ._report import CompletionOutcome
 
 if TYPE_CHECKING:
@@ -62,86 +64,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pleo_export_async")
 
-SCHEMA_VERSION = 1
-APPLICATION = "pleo_export_async"
-#: The first key of the advisory lock under which the schema is checked and created ("PLEO").
-_SCHEMA_LOCK = 0x504C454F
-
-_TABLES = """
-CREATE TABLE {s}.meta (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    application text NOT NULL,
-    schema_version integer NOT NULL
-);
-CREATE TABLE {s}.batch (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    job_id text NOT NULL,
-    updates bytea NOT NULL
-);
-CREATE INDEX batch_by_job ON {s}.batch (job_id, id);
-CREATE TABLE {s}.acknowledgement (
-    batch_id bigint PRIMARY KEY REFERENCES {s}.batch (id) ON DELETE CASCADE,
-    acknowledged text NOT NULL
-);
-CREATE TABLE {s}.final_event (
-    job_id text PRIMARY KEY,
-    request bytea NOT NULL,
-    outcome bytea
-);
-CREATE TABLE {s}.lease (
-    job_id text PRIMARY KEY,
-    holder text NOT NULL,
-    fence bigint NOT NULL,
-    expires_at timestamptz NOT NULL
-)
-"""
-
-#: The lease still names this worker and this fence, and has not expired; `FOR SHARE` keeps
-#: another worker from taking it until the statement's transaction ends.
-_HELD = (
-    "EXISTS (SELECT 1 FROM {s}.lease WHERE job_id = $1 AND holder = $3 AND fence = $4"
-    " AND expires_at > now() FOR SHARE)"
-)
-_SQL = {
-    "take": (
-        "INSERT INTO {s}.lease AS lease (job_id, holder, fence, expires_at)"
-        " VALUES ($1, $2, 1, now() + make_interval(secs => $3))"
-        " ON CONFLICT (job_id) DO UPDATE SET holder = EXCLUDED.holder,"
-        " fence = lease.fence + 1, expires_at = EXCLUDED.expires_at"
-        " WHERE lease.expires_at <= now()"
-        " RETURNING fence"
-    ),
-    "holder": "SELECT holder, expires_at FROM {s}.lease WHERE job_id = $1",
-    "renew": (
-        "UPDATE {s}.lease SET expires_at = now() + make_interval(secs => $4)"
-        " WHERE job_id = $1 AND holder = $2 AND fence = $3 AND expires_at > now()"
-        " RETURNING fence"
-    ),
-    "release": (
-        "UPDATE {s}.lease SET expires_at = now()"
-        " WHERE job_id = $1 AND holder = $2 AND fence = $3 AND expires_at > now()"
-    ),
-    "in_flight": (
-        "INSERT INTO {s}.batch (job_id, updates) SELECT $1, $2 WHERE " + _HELD + " RETURNING id"
-    ),
-    "acknowledged": "INSERT INTO {s}.acknowledgement (batch_id, acknowledged) VALUES ($1, $2)",
-    "intent": (
-        "INSERT INTO {s}.final_event AS event (job_id, request, outcome)"
-        " SELECT $1, $2, NULL WHERE " + _HELD + " ON CONFLICT (job_id) DO UPDATE"
-        " SET request = EXCLUDED.request, outcome = NULL WHERE event.outcome IS NULL"
-        " RETURNING job_id"
-    ),
-    "delivered": "UPDATE {s}.final_event SET outcome = $2 WHERE job_id = $1",
-    "forget": "DELETE FROM {s}.batch WHERE job_id = $1",
-    "read_lease": "SELECT fence, expires_at > now() AS held FROM {s}.lease WHERE job_id = $1",
-    "read_event": "SELECT request, outcome FROM {s}.final_event WHERE job_id = $1",
-    "read_batches": (
-        "SELECT id, updates, acknowledged FROM {s}.batch"
-        " LEFT JOIN {s}.acknowledgement ON batch_id = id WHERE job_id = $1 ORDER BY id"
-    ),
-}
-
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: Room a lease must have left beyond a request's timeout before the request may go out: for the
 #: clocks' rates, and for the answer to be read once the request's time is up (at most a tenth
 #: of the lease's lifetime).
@@ -318,7 +240,7 @@ class PostgresLedger:
         self._asyncpg = _asyncpg()
         if not isinstance(dsn, str) or not dsn:
             raise InvalidInput("dsn", "<redacted>", "must be a PostgreSQL connection string")
-        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        if not isinstance(schema, str) or not SCHEMA_NAME.fullmatch(schema):
             raise InvalidInput(
                 "schema", schema, "must be a lower-case SQL name (letters, digits, underscores)"
             )
@@ -334,7 +256,7 @@ class PostgresLedger:
         self._max_connections = max_connections
         #: Names this worker in the lease rows, and to the workers that wait for it.
         self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self._sql = {name: sql.format(s=schema) for name, sql in _SQL.items()}
+        self._sql = {name: sql.format(s=schema) for name, sql in SQL.items()}
         self._database_errors: tuple[type[BaseException], ...] = (
             self._asyncpg.PostgresError,
             self._asyncpg.InterfaceError,
@@ -444,7 +366,7 @@ class PostgresLedger:
         schema = self.schema
         try:
             await connection.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _SCHEMA_LOCK, schema
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SCHEMA_LOCK, schema
             )
             tables = {
                 row["tablename"]
@@ -454,7 +376,7 @@ class PostgresLedger:
             }
             if not tables:
                 await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                await connection.execute(_TABLES.format(s=schema))
+                await connection.execute(TABLES.format(s=schema))
                 await connection.execute(
                     f"INSERT INTO {schema}.meta (application, schema_version) VALUES ($1, $2)",
                     APPLICATION,

@@ -19,7 +19,7 @@ import pytest
 from batching import new_tracker, planned
 from pleo_export_async import InvalidInput, ItemUpdate, LedgerError, PostgresLedger
 from pleo_export_async._codec import encode_item_updates
-from pleo_export_async._postgres_ledger import APPLICATION, SCHEMA_VERSION
+from pleo_export_async._postgres_schema import APPLICATION, SCHEMA_VERSION
 
 JOB_A = "11111111-1111-4111-8111-111111111111"
 JOB_IDS = [f"33333333-3333-4333-8333-{n:012d}" for n in range(4)]
