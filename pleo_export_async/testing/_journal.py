@@ -1,7 +1,11 @@
 """The request journal: what the fake received, what it answered, and helpers for assertions.
 
-Times are `time.monotonic()` seconds. "Delivered" means the whole response was written to an
-open connection; a dropped connection or a client that hung up before the answer is not delivered.
+Times are `time.monotonic()` seconds. "Delivered" means the client could have read the whole
+answer: it was written to an open connection, the client had not hung up by then, and the client
+did not reset the connection with the answer unread (what its kernel does when a client that gave
+up, at its timeout say, closes a socket holding data it never read). A dropped connection, a
+client that hung up before the answer and one that left it unread are not delivered, so the
+retry that follows is no resend.
 """
 
 from __future__ import annotations
@@ -194,6 +198,14 @@ class Journal:
         self._pause_windows.append(
             PauseWindow(opened_by=opened_by, start=start, end=end, connection=connection)
         )
+
+    def _left_unread(self, entry: JournalEntry) -> None:
+        """The client reset the connection with this answer unread: it was not delivered, and
+        a pause it asked for was never seen."""
+        entry.delivered = False
+        self._pause_windows = [
+            window for window in self._pause_windows if window.opened_by != entry.seq
+        ]
 
     # ---- queries --------------------------------------------------------------------------
 

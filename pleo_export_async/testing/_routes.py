@@ -13,6 +13,8 @@ import asyncio
 import email.utils
 import json
 import math
+import os
+import socket
 import time
 import urllib.parse
 import weakref
@@ -156,6 +158,11 @@ class FakeApi:
         # Numbers for TCP connections, keyed weakly by transport so closed ones are forgotten.
         self._connections: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
         self._connection_count = 0
+        # Per connection, the last answer delivered on it, until the client sends its next
+        # request there (then it read the answer): a reset before that means it left it unread.
+        self._last_answer: weakref.WeakKeyDictionary[object, tuple[Journal, JournalEntry]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def _journal(self) -> Journal:
@@ -190,6 +197,8 @@ class FakeApi:
             received_at=time.monotonic(),
         )
         entry.connection = self._connection_number(request)
+        if request.transport is not None:
+            self._last_answer.pop(request.transport, None)
         if entry.is_api:
             journal._enter()
         try:
@@ -211,6 +220,14 @@ class FakeApi:
                 entry.answered_at = time.monotonic()
             if entry.is_api:
                 journal._leave()
+
+    def connection_lost(self, transport: object, error: BaseException | None) -> None:
+        """A connection ended. Reset by the client (an `OSError`) before it sent another
+        request, it never read the last answer written to it."""
+        last = self._last_answer.pop(transport, None)
+        if last is not None and isinstance(error, OSError):
+            journal, entry = last
+            journal._left_unread(entry)
 
     def _connection_number(self, request: web.Request) -> int | None:
         transport = request.transport
@@ -335,11 +352,13 @@ class FakeApi:
             try:
                 await response.prepare(request)
                 await response.write_eof()
-                delivered = True
+                delivered = not _peer_gone(transport)
             except ConnectionError:
                 delivered = False
         entry.answered_at = time.monotonic()
         entry.delivered = delivered
+        if delivered and transport is not None:
+            self._last_answer[transport] = (_current.get().journal, entry)
         if delivered and response.status == 429:
             _current.get().journal._open_pause(
                 opened_by=entry.seq,
@@ -583,3 +602,19 @@ class FakeApi:
             },
             {"Cache-Control": "no-store"},
         )
+
+
+def _peer_gone(transport: asyncio.BaseTransport) -> bool:
+    """Whether the client has hung up or reset the connection, as the kernel knows it now: the
+    event loop may not have read that yet. Peeks at the socket, reading nothing."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        # A duplicate of the descriptor: the transport's own socket object may not be read.
+        with socket.socket(fileno=os.dup(sock.fileno())) as probe:
+            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # open, with nothing more from the client yet
+    except OSError:
+        return True  # reset

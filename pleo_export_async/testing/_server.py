@@ -143,12 +143,12 @@ class FakePleo:
         """Bind the port and start serving."""
         if self._runner is not None:
             raise RuntimeError("FakePleo is already started")
+        api = FakeApi(self, self._state, self._tokens, self._decider)
         runner = web.AppRunner(
-            FakeApi(self, self._state, self._tokens, self._decider).build_app(),
-            access_log=None,
-            shutdown_timeout=_SHUTDOWN_GRACE_SECONDS,
+            api.build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE_SECONDS
         )
         await runner.setup()
+        _tell_when_connections_end(runner, api)
         try:
             site = web.TCPSite(runner, self.host, self._port)
             await site.start()
@@ -289,3 +289,18 @@ class FakePleo:
     def expire_access_tokens(self) -> None:
         """Every access token issued so far gets 401 from now on (refresh tokens still work)."""
         self._tokens.expire_access_tokens()
+
+
+def _tell_when_connections_end(runner: web.AppRunner, api: FakeApi) -> None:
+    """Have the runner's server tell the app how each connection ended (reset or not), which
+    aiohttp.web offers no hook for: its `connection_lost`, which every request handler calls
+    with the transport's error, is wrapped."""
+    server = runner.server
+    assert server is not None
+    original = server.connection_lost
+
+    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+        api.connection_lost(handler.transport, exc)
+        original(handler, exc)
+
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
