@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both build .venv first.
 PYTHON ?= python3
 VENV := .venv
+EXTRAS := dev,cli,speed,postgres,testing,docs
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,speed,postgres,testing,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -46,4 +47,4 @@ chaos: $(STAMP)
 	PLEO_CHAOS=full $(BIN)/pytest tests/reliability -q
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site dist
+	rm -rf $(VENV) .venv-3.* .mypy_cache .pytest_cache .ruff_cache site dist

@@ -134,9 +134,11 @@ class SqliteStorage(Durable):
         return SqliteLedger(self.path)
 
     async def query(self, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
-        sqlite_sql = re.sub(r"\$(\d+)", r"?\1", sql.format(s=""))
+        # `$1` becomes the named `:p1`: numbered `?1` with a sequence is deprecated from 3.12.
+        sqlite_sql = re.sub(r"\$(\d+)", r":p\1", sql.format(s=""))
+        named = {f"p{number}": value for number, value in enumerate(parameters, start=1)}
         with contextlib.closing(sqlite3.connect(self.path)) as connection:
-            return connection.execute(sqlite_sql, parameters).fetchall()
+            return connection.execute(sqlite_sql, named).fetchall()
 
     @contextlib.asynccontextmanager
     async def fresh(self) -> AsyncIterator[Durable]:
