@@ -72,13 +72,6 @@ class PleoExportClient:
         self.retry = retry or RetryPolicy()
         self.classify_item_error = make_item_error_classifier(item_error_classifier)
         self.ledger: Ledger = ledger or MemoryLedger()
-        self._job_settings = JobSettings(
-            batch_size=batch_size,
-            flush_after=self.flush_after,
-            max_concurrency=max_concurrency,
-            item_error_attempts=self.retry.max_attempts,
-            classify_item_error=self.classify_item_error,
-        )
         self.transport = Transport(
             self.base_url,
             auth,
@@ -134,9 +127,17 @@ class PleoExportClient:
         _checks.flag("wait", wait)
         _checks.flag("reconcile_on_resume", reconcile_on_resume)
         _checks.ledger("ledger", ledger)
+        # Read now, as the JobRun's: a setting changed later applies to the jobs made after.
+        settings = JobSettings(
+            batch_size=self.batch_size,
+            flush_after=self.flush_after,
+            max_concurrency=self.max_concurrency,
+            item_error_attempts=self.retry.max_attempts,
+            classify_item_error=self.classify_item_error,
+        )
         return JobRun(
             self.transport,
-            self._job_settings,
+            settings,
             uuid_string("job_id", job_id),
             ledger or self.ledger,
             reconcile_on_resume=reconcile_on_resume,

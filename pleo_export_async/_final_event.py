@@ -24,7 +24,7 @@ EVENTS_PATH = "/v3/export-job-events"
 _STATUS_LOOKS = (0.0, 0.25, 0.5, 1.0)
 
 
-class FinalEvents:
+class JobEvents:
     """The job events of one run: `started`, and the final event with its ledger records."""
 
     def __init__(self, transport: Transport, state: RunState, reads: JobReads) -> None:
@@ -65,6 +65,8 @@ class FinalEvents:
             status = await self._job_status(wait_for=FINAL_JOB_STATUS_OF_EVENT[request.event])
             if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
                 return await self._delivered(job_ledger, request, tally, already_delivered=True)
+            if status in FINAL_STATUSES:
+                state.closed_by_others(f"it is already {status}")
             raise JobStateConflict(state.job_id, request.event.value, status)
         raise_for_response(response, "POST", EVENTS_PATH)
         raise AssertionError("unreachable: raise_for_response raises for every error status")
@@ -78,6 +80,8 @@ class FinalEvents:
         if status == FINAL_JOB_STATUS_OF_EVENT[request.event]:
             counts = tally if tally is not None else job_ledger.acknowledgements.tally()
             await self._delivered(job_ledger, request, counts, already_delivered=True)
+        elif status in FINAL_STATUSES:
+            self._state.closed_by_others(f"it is already {status}")
         return status
 
     async def _delivered(

@@ -20,7 +20,7 @@ from ._core._tracker import ItemTracker
 from ._enums import ItemStatus, JobEvent, JobFailureReasonType, JobStatus
 from ._errors import IncompleteJob, InvalidInput, JobFinished, JobStateConflict
 from ._export_items import ExportItem
-from ._final_event import EVENTS_PATH, FinalEvents
+from ._final_event import EVENTS_PATH, JobEvents
 from ._job_reads import FINAL_STATUSES, JobReads
 from ._job_settings import JobSettings
 from ._job_state import RunState
@@ -69,7 +69,7 @@ class JobRun:
         self._job_ledger: JobLedger | None = None
         self._state = RunState(job_id, settings)
         self._reads = JobReads(transport, self._state)
-        self._events = FinalEvents(transport, self._state, self._reads)
+        self._events = JobEvents(transport, self._state, self._reads)
         self._updates = UpdateEngine(transport, self._state, self._reads.items_path)
 
     def __repr__(self) -> str:
@@ -347,12 +347,20 @@ class JobRun:
     async def fetch(self) -> ExportJob:
         """The job as Pleo has it now (`GET /v3/export-jobs/{jobId}`).
 
-        A job Pleo shows final (closed by someone else) makes this run final too: `update()`
-        then raises `JobFinished` with no request.
+        A job Pleo shows final while no final event of this ledger's is waiting for its answer
+        was closed by someone else: this run is then final too, and `update()` and `complete()`
+        raise `JobFinished` with no request.
 
         Raises `JobNotFound`, `AuthenticationError`, `PermissionDenied`, `ApiError`,
         `TransportError`, or `UnexpectedResponse` for a body that is not a job."""
-        return await self._reads.job()
+        job = await self._reads.job()
+        if job.status in FINAL_STATUSES and not self._state.is_over:
+            # An event of ours whose answer was lost may be the one Pleo shows: the next call
+            # settles it (R11). A ledger this run has not opened is settled on its first call.
+            pending = self._job_ledger is not None and self._job_ledger.final_event() is not None
+            if not pending:
+                self._state.closed_by_others(f"it is {job.status}")
+        return job
 
     async def start(self) -> ExportJob:
         """Send the `started` event (the job becomes in_progress), or accept that it already is.
@@ -377,6 +385,7 @@ class JobRun:
                 raise_for_response(response, "POST", EVENTS_PATH)
             job = await self.fetch()
             if job.status in FINAL_STATUSES:
+                self._state.closed_by_others(f"it is {job.status}")
                 raise JobFinished(self.job_id, f"it is {job.status}")
             if job.status != JobStatus.IN_PROGRESS:
                 raise JobStateConflict(self.job_id, "started", job.status)

@@ -29,7 +29,7 @@ async def fetch_job(transport: Transport, job_id: str) -> ExportJob:
 
 
 class JobReads:
-    """The read endpoints of one job. A read that shows the job final says so to the run."""
+    """The read endpoints of one job."""
 
     def __init__(self, transport: Transport, state: RunState) -> None:
         self._transport = transport
@@ -37,10 +37,7 @@ class JobReads:
         self.items_path = f"{JOBS_PATH}/{state.job_id}/items"
 
     async def job(self) -> ExportJob:
-        job = await fetch_job(self._transport, self._state.job_id)
-        if job.status in FINAL_STATUSES and self._state.outcome is None:
-            self._state.closed_by_others(f"it is {job.status}")
-        return job
+        return await fetch_job(self._transport, self._state.job_id)
 
     async def items(
         self, status: ItemStatus | str | None, page_size: int

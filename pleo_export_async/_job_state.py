@@ -36,7 +36,7 @@ class RunState:
 
     @property
     def open_tracker(self) -> ItemTracker | None:
-        """The tracker, if the run made one and the job is not closed."""
+        """The tracker, if the run made one and its final event was not delivered."""
         return self._tracker
 
     def delivered(self, outcome: CompletionOutcome) -> None:

@@ -27,6 +27,7 @@ _is_canonical_uuid = CANONICAL_UUID.fullmatch
 
 _ABANDONED = ItemStatus.ABANDONED
 _FAILED = ItemStatus.FAILED
+_SUCCESSFUL = ItemStatus.SUCCESSFUL
 
 
 class _ItemUpdateFields:
@@ -218,7 +219,6 @@ class _UnfrozenItemUpdate(_ItemUpdateFields):
 
 if _UnfrozenItemUpdate.__slots__ != ItemUpdate.__dict__["__slots__"]:  # pragma: no cover
     raise ImportError("ItemUpdate's layout changed: update _UnfrozenItemUpdate to match it")
-_SUCCESSFUL = ItemStatus.SUCCESSFUL
 
 
 @attrs.frozen

@@ -39,6 +39,9 @@ class EntryState(enum.Enum):
     UNACKNOWLEDGED = "unacknowledged"
 
 
+_REJECTED = EntryState.REJECTED
+
+
 class Offer(enum.Enum):
     QUEUED = "queued"
     SKIPPED = "skipped"  # already acknowledged (R4)
@@ -491,9 +494,6 @@ class ItemTracker:
         if isinstance(call, CallRecord):
             call.batches.append(batch)
             call.acknowledged += batch.acknowledged_count
-
-
-_REJECTED = EntryState.REJECTED
 
 
 def _repeat(entry_id: str, first: ItemUpdate, update: ItemUpdate) -> Offer:

@@ -15,7 +15,7 @@ UNKNOWN_ID: Final = "00000000-0000-4000-8000-000000000000"
 
 
 def session_for(fake: FakePleo, *, force_close: bool = False) -> aiohttp.ClientSession:
-    """A session to ``fake`` with its API key; ``force_close`` uses one connection per request."""
+    """A session to `fake` with its API key; `force_close` uses one connection per request."""
     return aiohttp.ClientSession(
         fake.base_url,
         headers=fake.auth_headers(),
@@ -38,14 +38,14 @@ async def call(
 async def put_items(
     session: aiohttp.ClientSession, job_id: str, items: Any, **kwargs: Any
 ) -> tuple[int, Any]:
-    """PUT /v3/export-jobs/{job_id}/items with ``items`` as the JSON body."""
+    """PUT /v3/export-jobs/{job_id}/items with `items` as the JSON body."""
     return await call(session, "PUT", f"/v3/export-jobs/{job_id}/items", json=items, **kwargs)
 
 
 async def post_event(
     session: aiohttp.ClientSession, job_id: str, event: str, **extra: Any
 ) -> tuple[int, Any]:
-    """POST /v3/export-job-events for ``job_id``."""
+    """POST /v3/export-job-events for `job_id`."""
     return await call(
         session, "POST", "/v3/export-job-events", json={"event": event, "jobId": job_id, **extra}
     )
@@ -70,7 +70,7 @@ def failed(entry_id: str, **extra: Any) -> dict[str, Any]:
 async def finish(
     session: aiohttp.ClientSession, job_id: str, item_ids: list[str], event: str
 ) -> tuple[int, Any]:
-    """Send a final ``event`` as a connector should: first a result for every item the event
+    """Send a final `event` as a connector should: first a result for every item the event
     needs (all successful for `completed`, the first failed for `completed_with_errors`)."""
     if event in ("completed", "completed_with_errors") and item_ids:
         updates = [successful(entry_id) for entry_id in item_ids]

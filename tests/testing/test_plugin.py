@@ -167,7 +167,7 @@ async def test_unrelated():
 
 
 def _run_user_project(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """pytest in ``project`` in a fresh process, with no configuration from this repository."""
+    """pytest in `project` in a fresh process, with no configuration from this repository."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     # From a plain source checkout the package is importable but its entry point is not there.
     names = {entry.value for entry in entry_points(group="pytest11")}
