@@ -50,6 +50,15 @@ def put_request(fake: FakePleo, job_id: str, body: bytes) -> bytes:
     return (head + "\r\n").encode() + body
 
 
+def assert_first_answer_unread_and_no_resend(fake: FakePleo, job_id: str) -> None:
+    """The job's first PUT was answered but not delivered, its second delivered, and the
+    second is no resend of the first."""
+    first, second = fake.journal.puts(job_id)
+    assert (first.status, first.delivered) == (200, False)
+    assert (second.status, second.delivered) == (200, True)
+    assert fake.journal.resent_after_ack(job_id) == {}
+
+
 def answered(fake: FakePleo, job_id: str) -> bool:
     puts = fake.journal.puts(job_id)
     return bool(puts) and puts[0].answered_at is not None
@@ -78,10 +87,7 @@ async def test_an_answer_the_client_reset_unread_is_not_delivered() -> None:
             ) as response:
                 assert response.status == 200
         await fake.journal.wait_idle()
-    first, second = fake.journal.puts(job.id)
-    assert (first.status, first.delivered) == (200, False)
-    assert (second.status, second.delivered) == (200, True)
-    assert fake.journal.resent_after_ack(job.id) == {}
+    assert_first_answer_unread_and_no_resend(fake, job.id)
 
 
 async def test_an_answer_written_after_the_client_hung_up_is_not_delivered() -> None:
@@ -99,7 +105,4 @@ async def test_an_answer_written_after_the_client_hung_up_is_not_delivered() -> 
             async with session.put(url, json=body) as response:
                 assert response.status == 200
         await fake.journal.wait_idle()
-    first, second = fake.journal.puts(job.id)
-    assert (first.status, first.delivered) == (200, False)
-    assert (second.status, second.delivered) == (200, True)
-    assert fake.journal.resent_after_ack(job.id) == {}
+    assert_first_answer_unread_and_no_resend(fake, job.id)
