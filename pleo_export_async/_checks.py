@@ -9,7 +9,7 @@ import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 from ._errors import InvalidInput
 
@@ -19,20 +19,20 @@ E = TypeVar("E", bound=StrEnum)
 L = TypeVar("L")
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An int, and not a bool (True is an int to Python, never a count to a caller)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """An int or a float, and not a bool."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def whole_number(field: str, value: object, *, low: int, high: int | None = None) -> int:
     """A count given as an int (not a bool) in `low..high`, or of at least `low`."""
-    if is_int(value) and low <= value and (high is None or value <= high):  # type: ignore[operator]
-        return value  # type: ignore[return-value]
+    if is_int(value) and low <= value and (high is None or value <= high):
+        return value
     if high is None:
         raise InvalidInput(field, value, f"must be an int of at least {low}")
     raise InvalidInput(field, value, f"must be an int in {low}..{high}")
@@ -42,8 +42,8 @@ def positive_seconds(
     field: str, value: object, message: str = "must be a positive number of seconds"
 ) -> float:
     """A duration in seconds: a finite number above 0."""
-    if is_number(value) and 0 < value < math.inf:  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
+    if is_number(value) and 0 < value < math.inf:
+        return float(value)
     raise InvalidInput(field, value, message)
 
 

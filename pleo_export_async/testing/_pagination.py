@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from . import _spec
-from ._request_checks import RequestInvalid
+from ._request_checks import RequestInvalid, single_parameter
 
 _CURSOR_PATTERN: Final = re.compile(r"^[A-Z2-7=~]+$")
 _CURSOR_PREFIX: Final = "p:"
@@ -56,15 +56,6 @@ class PageRequest:
     echo: dict[str, Any] = attrs.field(factory=dict)
 
 
-def _single(query: Mapping[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise RequestInvalid(f"{name}: given more than once")
-    return values[0]
-
-
 def _non_negative_int(name: str, text: str) -> int:
     if not text.isdigit():
         raise RequestInvalid(f"{name}: expected a non-negative integer, got {text[:20]!r}")
@@ -75,9 +66,9 @@ def parse_page_request(
     query: Mapping[str, list[str]], *, default_limit: int, max_limit: int, strict: bool
 ) -> PageRequest:
     """Read `before`/`after`/`offset`/`limit`/`sorting_*` from a query string."""
-    after_cursor = _single(query, "after")
-    before_cursor = _single(query, "before")
-    offset_text = _single(query, "offset")
+    after_cursor = single_parameter(query, "after")
+    before_cursor = single_parameter(query, "before")
+    offset_text = single_parameter(query, "offset")
     given = [
         name
         for name, value in (
@@ -90,7 +81,7 @@ def parse_page_request(
     if len(given) > 1:
         raise RequestInvalid(f"{' and '.join(given)}: cannot be combined")
 
-    limit_text = _single(query, "limit")
+    limit_text = single_parameter(query, "limit")
     requested_limit = (
         default_limit if limit_text is None else _non_negative_int("limit", limit_text)
     )

@@ -32,6 +32,16 @@ class RequestInvalid(Exception):
         self.message = message
 
 
+def single_parameter(query: Mapping[str, list[str]], name: str) -> str | None:
+    """A query parameter given at most once: its value, or None when absent."""
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise RequestInvalid(f"{name}: given more than once")
+    return values[0]
+
+
 def is_uuid(value: object) -> bool:
     """Tell whether `value` is a UUID string in the canonical 8-4-4-4-12 form."""
     return isinstance(value, str) and _UUID_PATTERN.match(value) is not None

@@ -34,6 +34,7 @@ from ._request_checks import (
     RequestInvalid,
     check_enum_parameter,
     check_uuid_parameter,
+    single_parameter,
     validate_create_job,
     validate_job_event,
     validate_update_items,
@@ -87,15 +88,6 @@ def _query(request: web.Request) -> dict[str, list[str]]:
     for name, value in request.query.items():
         query.setdefault(name, []).append(value)
     return query
-
-
-def _single(query: Mapping[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise RequestInvalid(f"{name}: given more than once")
-    return values[0]
 
 
 def _parse_json(raw: bytes) -> tuple[bool, Any]:
@@ -436,7 +428,7 @@ class FakeApi:
             _PAGINATION_PARAMETERS | {"company_id", "statuses"},
             {"status": " (v3 filters jobs with repeated `statuses`)"},
         )
-        company_id = _single(query, "company_id")
+        company_id = single_parameter(query, "company_id")
         if company_id is not None:
             check_uuid_parameter("company_id", company_id)
         # Repeated parameters per the spec; comma-separated values are accepted as well,
@@ -485,7 +477,7 @@ class FakeApi:
         job_id = self._path_job_id(request)
         query = _query(request)
         self._check_known_parameters(query, _PAGINATION_PARAMETERS | {"status"}, {})
-        status = _single(query, "status")
+        status = single_parameter(query, "status")
         if status is not None:
             check_enum_parameter("status", status, _spec.ITEM_STATUSES)
         page_request = self._page_request(query)
@@ -538,8 +530,8 @@ class FakeApi:
         """The hidden GET /v3/export-job-items (docs/pleo-api.md#hidden-endpoints): one job item by
         accounting entry."""
         query = _query(request)
-        company_id = _single(query, "company_id")
-        entry_id = _single(query, "accounting_entry_id")
+        company_id = single_parameter(query, "company_id")
+        entry_id = single_parameter(query, "accounting_entry_id")
         for name, value in (("company_id", company_id), ("accounting_entry_id", entry_id)):
             if value is not None:
                 check_uuid_parameter(name, value)
@@ -556,7 +548,7 @@ class FakeApi:
         self._check_known_parameters(
             query, _PAGINATION_PARAMETERS | {"job_id"}, {"jobId": " (the parameter is job_id)"}
         )
-        job_id = _single(query, "job_id")
+        job_id = single_parameter(query, "job_id")
         if job_id is None and self._settings.strict:
             raise ApiError(400, _spec.REQUIRED_PARAMETER_MISSING, "job_id: required parameter")
         if job_id is not None:
