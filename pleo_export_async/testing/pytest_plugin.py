@@ -50,6 +50,9 @@ it `@pytest.mark.asyncio` when it asks, directly or through other fixtures, for 
 or `fake_pleo_factory` and carries no asyncio marker of its own (nor an `anyio` or `trio`
 one). Other tests are left alone; in `asyncio_mode = "auto"` nothing changes. The fixtures'
 event loop follows pytest-asyncio's settings (one loop per test unless configured otherwise).
+When the project leaves pytest-asyncio's `asyncio_default_fixture_loop_scope` unset, the
+plugin sets it to "function" (pytest-asyncio's coming default), so that pytest-asyncio's
+deprecation warning does not fail a run with `-W error`.
 
 Without pytest-asyncio this module still imports, and the fixtures fail with a message that
 says what to install.
@@ -83,10 +86,37 @@ _NEEDS_PYTEST_ASYNCIO = (
 )
 
 
+# pytest-asyncio warns on every run until this option is set (a PytestDeprecationWarning, an
+# error under `-W error`), and will default it to "function" in a later version.
+_LOOP_SCOPE_OPTION = "asyncio_default_fixture_loop_scope"
+_LOOP_SCOPE_DEFAULT = "function"
+
+
+# tryfirst: before pytest-asyncio's own pytest_configure reads the option and warns.
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{_MARKER}(**kwargs): keyword arguments for the FakePleo of `fake_pleo`"
     )
+    _default_the_fixture_loop_scope(config)
+
+
+def _default_the_fixture_loop_scope(config: pytest.Config) -> None:
+    """A project that never configured pytest-asyncio (it came with the `testing` extra) gets
+    the fixture loop scope pytest-asyncio is moving to, "function", without the warning; a
+    value of the project's own, in its ini file or with `-o`, is left alone."""
+    if pytest_asyncio is None:
+        return
+    try:
+        if config.getini(_LOOP_SCOPE_OPTION):
+            return
+    except ValueError:  # a pytest-asyncio too old to have the option: nothing to quieten
+        return
+    # pytest has no public way to give an ini option a value; getini() answers from this
+    # cache, which pytest 8 and 9 fill on first read. Without it, the warning stays.
+    cache = getattr(config, "_inicache", None)
+    if isinstance(cache, dict):
+        cache[_LOOP_SCOPE_OPTION] = _LOOP_SCOPE_DEFAULT
 
 
 def _needs_asyncio_marker(item: pytest.Function) -> bool:

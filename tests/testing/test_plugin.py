@@ -67,6 +67,9 @@ async def test_plugin_imports_without_pytest_asyncio() -> None:
 # The one client name the package re-exports: the test switch for the client's retries. It is
 # handed to users, never used by the fake itself.
 CLIENT_REEXPORTS = {("__init__.py", "pleo_export_async._retry", ("instant_retries",))}
+# `python -m pleo_export_async.testing` runs the command line's fake-server program; the fake
+# itself never imports it.
+SHELL_ENTRY = {("__main__.py", "pleo_export_async._cli", ("main",))}
 
 
 def test_fake_imports_nothing_from_the_client() -> None:
@@ -79,7 +82,7 @@ def test_fake_imports_nothing_from_the_client() -> None:
                 assert node.level in (0, 1), f"{path.name} imports from outside testing/"
                 module = node.module or ""
                 names = tuple(alias.name for alias in node.names)
-                if (path.name, module, names) in CLIENT_REEXPORTS:
+                if (path.name, module, names) in CLIENT_REEXPORTS | SHELL_ENTRY:
                     continue
                 assert node.level == 1 or not module.startswith("pleo_export_async"), path.name
             elif isinstance(node, ast.Import):
@@ -220,3 +223,26 @@ def test_async_tests_without_the_fixtures_are_left_alone(tmp_path: Path) -> None
     output = result.stdout + result.stderr
     # pytest itself refuses it: failed since pytest 9, skipped with a warning before.
     assert re.search(r"\b1 (failed|skipped)\b", output), output
+
+
+def test_a_users_run_with_warnings_as_errors_passes_with_no_configuration(tmp_path: Path) -> None:
+    """`pytest -W error` in a project with no configuration passes: pytest-asyncio's warning
+    about its unset fixture loop scope does not appear, and the scope is "function"."""
+    (tmp_path / "test_connector.py").write_text(textwrap.dedent(USER_TESTS))
+    result = _run_user_project(tmp_path, "-W", "error")
+    output = result.stdout + result.stderr
+    assert "configfile" not in output, output
+    assert "asyncio_default_fixture_loop_scope=function" in output, output
+    assert "is unset" not in output, output
+    assert result.returncode == 0, output
+    assert "7 passed" in output, output
+
+
+def test_a_projects_own_fixture_loop_scope_is_left_alone(tmp_path: Path) -> None:
+    """A project that sets asyncio_default_fixture_loop_scope keeps its own value."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = module\n")
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    result = _run_user_project(tmp_path, "-W", "error")
+    output = result.stdout + result.stderr
+    assert "asyncio_default_fixture_loop_scope=module" in output, output
+    assert result.returncode == 0, output
