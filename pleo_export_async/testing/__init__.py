@@ -15,18 +15,29 @@ the lenient opt-in. See `FakePleo`.
 `instant_retries()` makes the client's backoff waits zero inside a block (a Retry-After pause
 from the fake still holds), so tests of retry paths run fast.
 
-Also a pytest plugin (the `fake_pleo` fixture) and a command line server:
+Also a pytest plugin (the `fake_pleo` fixture) and a command line server, the same program
+as `pleo-export fake-server` (it needs the `cli` extra):
 `python -m pleo_export_async.testing --port 8080 --jobs 3 --items 500`.
 """
 
 from pleo_export_async._retry import instant_retries
 
 from ._faults import Faults, FaultSpec
-from ._journal import ItemSend, Journal, JournalEntry, PauseWindow
+from ._journal import ItemSend, JobSummary, Journal, JournalEntry, PauseWindow
 from ._server import FakeJob, FakePleo
 
 # Reprs, help() and tracebacks show where users import these from, not the private module.
-for _public in (FakePleo, FakeJob, Faults, FaultSpec, Journal, JournalEntry, ItemSend, PauseWindow):
+for _public in (
+    FakePleo,
+    FakeJob,
+    Faults,
+    FaultSpec,
+    Journal,
+    JournalEntry,
+    ItemSend,
+    PauseWindow,
+    JobSummary,
+):
     _public.__module__ = __name__
 del _public
 # Public only from here, though it lives beside the retry code it switches.
@@ -41,5 +52,6 @@ __all__ = [
     "JournalEntry",
     "ItemSend",
     "PauseWindow",
+    "JobSummary",
     "instant_retries",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -20,6 +21,8 @@ from . import _spec
 
 _ITEMS_PATH: Final = re.compile(r"^/v3/export-jobs/([^/]+)/items$")
 _EVENTS_PATH: Final = "/v3/export-job-events"
+# The fake's own endpoints (the journal), outside the API's /v3 paths.
+FAKE_PATH_PREFIX: Final = "/_fake/"
 # Requests within this many seconds of a pause window's edges are not counted as inside it,
 # so that scheduling jitter around an exactly honoured Retry-After is not a false positive.
 DEFAULT_PAUSE_EPSILON: Final = 0.005
@@ -337,3 +340,92 @@ class Journal:
                 ):
                     inside[entry.seq] = entry
         return [inside[seq] for seq in sorted(inside)]
+
+
+@attrs.frozen
+class JobSummary:
+    """What the journal holds about one job: the figures `GET /_fake/journal` and the shell
+    fake's closing table show."""
+
+    job_id: str
+    status: str
+    requests: int
+    items_sent: int
+    acknowledged: int
+    resent_after_ack: dict[str, int]
+    final_events: tuple[str, ...]
+
+
+def summarise(journal: Journal, statuses: Mapping[str, str]) -> list[JobSummary]:
+    """One summary per job of `statuses` (job ID to the job's status now), in that order."""
+    requests: dict[str, int] = {}
+    items_sent: dict[str, int] = {}
+    acknowledged: dict[str, set[str]] = {}
+    for entry in journal.requests:
+        if entry.job_id is None:
+            continue
+        requests[entry.job_id] = requests.get(entry.job_id, 0) + 1
+        if entry.is_item_update and isinstance(entry.body, list):
+            items_sent[entry.job_id] = items_sent.get(entry.job_id, 0) + len(entry.body)
+            if entry.delivered:
+                acknowledged.setdefault(entry.job_id, set()).update(entry.acknowledged_ids)
+    return [
+        JobSummary(
+            job_id=job_id,
+            status=status,
+            requests=requests.get(job_id, 0),
+            items_sent=items_sent.get(job_id, 0),
+            acknowledged=len(acknowledged.get(job_id, ())),
+            resent_after_ack=journal.resent_after_ack(job_id),
+            final_events=tuple(
+                str(entry.body["event"]) for entry in journal.final_events_applied(job_id)
+            ),
+        )
+        for job_id, status in statuses.items()
+    ]
+
+
+def journal_document(journal: Journal, statuses: Mapping[str, str]) -> dict[str, Any]:
+    """The journal as the JSON document of `GET /_fake/journal`: every request the fake
+    received (its own `/_fake/` requests left out), then a summary per job."""
+    return {
+        "requests": [
+            _request_document(entry)
+            for entry in journal.requests
+            if not entry.path.startswith(FAKE_PATH_PREFIX)
+        ],
+        "jobs": {
+            summary.job_id: {
+                "status": summary.status,
+                "requests": summary.requests,
+                "items_sent": summary.items_sent,
+                "acknowledged": summary.acknowledged,
+                "resent_after_ack": summary.resent_after_ack,
+                "final_events": list(summary.final_events),
+            }
+            for summary in summarise(journal, statuses)
+        },
+    }
+
+
+def _request_document(entry: JournalEntry) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "seq": entry.seq,
+        "method": entry.method,
+        "path": entry.path,
+        "job_id": entry.job_id,
+        "status": entry.status,
+        "delivered": entry.delivered,
+        "faults": list(entry.faults),
+    }
+    if entry.is_item_update:
+        sent = entry.body if isinstance(entry.body, list) else []
+        document["items_sent"] = [
+            item.get("accountingEntryId") for item in sent if isinstance(item, dict)
+        ]
+        document["acknowledged"] = sorted(entry.acknowledged_ids)
+        document["rejected"] = dict(entry.rejected)
+    elif entry.is_job_event and isinstance(entry.body, dict):
+        document["event"] = entry.body.get("event")
+        document["event_applied"] = entry.event_applied
+    return document

@@ -28,7 +28,7 @@ from aiohttp import web
 from . import _spec
 from ._auth import Authenticator, OAuthError, TokenStore, basic_credentials, client_allowed
 from ._faults import FaultDecider, Faults
-from ._journal import Journal, JournalEntry
+from ._journal import FAKE_PATH_PREFIX, Journal, JournalEntry, journal_document
 from ._pagination import PageRequest, paginate, parse_page_request
 from ._request_checks import (
     RequestInvalid,
@@ -173,6 +173,7 @@ class FakeApi:
         app.router.add_get("/v3/export-items", self.get_export_items)
         app.router.add_get("/v3/export-job-items", self.get_export_job_item)
         app.router.add_post("/oauth/token", self.token)
+        app.router.add_get(FAKE_PATH_PREFIX + "journal", self.journal)
         return app
 
     # ---- middleware ----------------------------------------------------------------------
@@ -340,11 +341,16 @@ class FakeApi:
             return
         transport = request.transport
         delivered = False
-        if transport is not None and not transport.is_closing():
+        # Whether the client hung up is asked before writing: a client that reads the answer
+        # and closes at once (urllib does) may have hung up by the time the write returns,
+        # and it had read the answer. A reset that comes back for an answer written to a
+        # client already gone is seen by connection_lost, which makes it not delivered.
+        if transport is not None and not transport.is_closing() and not _peer_gone(transport):
             try:
                 await response.prepare(request)
                 await response.write_eof()
-                delivered = not _peer_gone(transport)
+                # Reset while the answer was being written: connection_lost closed it.
+                delivered = not transport.is_closing()
             except ConnectionError:
                 delivered = False
         entry.answered_at = time.monotonic()
@@ -567,6 +573,15 @@ class FakeApi:
         return _json_response(200, {"data": [item for _, item in page], "pagination": info})
 
     # ---- OAuth ---------------------------------------------------------------------------
+
+    # ---- the fake's own endpoints ----------------------------------------------------------
+
+    async def journal(self, request: web.Request) -> web.Response:
+        """GET /_fake/journal: what the fake received and answered, and per job what was resent
+        after its acknowledgement, for a person or a script outside the test process."""
+        self._state.expire_due_jobs()
+        statuses = {job_id: job.status for job_id, job in self._state.jobs.items()}
+        return _json_response(200, journal_document(_current.get().journal, statuses))
 
     async def token(self, request: web.Request) -> web.Response:
         """POST /oauth/token: the refresh-token grant, with rotation and replay protection."""

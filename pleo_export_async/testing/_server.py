@@ -12,10 +12,9 @@ from typing import Any, Final, Self
 import attrs
 from aiohttp import web
 
-from . import _spec
 from ._auth import TokenStore
 from ._faults import FaultDecider, Faults
-from ._journal import Journal
+from ._journal import JobSummary, Journal, summarise
 from ._routes import FakeApi
 from ._state import ApiError, Clock, Job, LifecycleRules, State
 
@@ -97,8 +96,10 @@ class FakePleo:
         accept_repeated_started: bool = False,
         pending_blocks_create: bool = True,
         missing_contra_accounts: bool = False,
-        max_items_per_update: int = _spec.MAX_ITEMS_PER_UPDATE,
-        access_token_lifetime: int = _spec.ACCESS_TOKEN_LIFETIME_SECONDS,
+        # Literals, not the _spec constants, so the reference shows the values (a test pins
+        # them to _spec).
+        max_items_per_update: int = 100,
+        access_token_lifetime: int = 3600,
     ) -> None:
         if not 0 <= page_size_default <= page_size_max:
             raise ValueError("page sizes need 0 <= page_size_default <= page_size_max")
@@ -274,6 +275,14 @@ class FakePleo:
         """Every ExportJobItemV3 of the job, in job order."""
         job = self._job(job_id)
         return [item.payload(job.id) for item in job.items.values()]
+
+    def job_summaries(self) -> list[JobSummary]:
+        """Per job, oldest first: its status now, the requests and items the fake received for
+        it, the IDs sent again after their acknowledgement and the final events applied (what
+        `GET /_fake/journal` and the shell fake's closing table show)."""
+        self._state.expire_due_jobs()
+        statuses = {job_id: job.status for job_id, job in self._state.jobs.items()}
+        return summarise(self.journal, statuses)
 
     def job_ids(self) -> list[str]:
         """Every job's ID, oldest first."""

@@ -1,6 +1,7 @@
 """What the journal counts as delivered: an answer the client could have read. One written after
 the client hung up, or into a connection it then reset with the answer unread, is not delivered,
-so the retry that follows is no resend; a true resend is still counted."""
+so the retry that follows is no resend; a true resend is still counted, also from a client that
+hangs up the moment it has read the answer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import urllib.request
 
 import aiohttp
 
@@ -106,3 +108,29 @@ async def test_an_answer_written_after_the_client_hung_up_is_not_delivered() -> 
                 assert response.status == 200
         await fake.journal.wait_idle()
     assert_first_answer_unread_and_no_resend(fake, job.id)
+
+
+def put_with_urllib(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """One PUT by the standard library's client, which reads the answer and closes at once."""
+    request = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+        status: int = answer.status
+    return status
+
+
+async def test_an_answer_a_client_read_and_closed_at_once_is_delivered() -> None:
+    """A client that reads the answer and hangs up straight away (urllib, from another thread)
+    read it: each answer is delivered, and the same updates sent again are resends."""
+    async with FakePleo(seed=11) as fake:
+        job = fake.create_job(items=3, status="in_progress")
+        body = json.dumps(
+            [{"accountingEntryId": entry_id, "status": "successful"} for entry_id in job.item_ids]
+        ).encode()
+        url = f"{fake.base_url}/v3/export-jobs/{job.id}/items"
+        headers = {"Content-Type": "application/json", **fake.auth_headers()}
+        for _ in range(3):
+            assert await asyncio.to_thread(put_with_urllib, url, body, headers) == 200
+        await fake.journal.wait_idle()
+    assert [entry.delivered for entry in fake.journal.puts(job.id)] == [True, True, True]
+    assert fake.journal.resent_after_ack(job.id) == dict.fromkeys(job.item_ids, 2)

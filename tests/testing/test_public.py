@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pydoc
 import re
 
@@ -14,9 +15,11 @@ from pleo_export_async.testing import (
     Faults,
     FaultSpec,
     ItemSend,
+    JobSummary,
     Journal,
     JournalEntry,
     PauseWindow,
+    _spec,
 )
 
 PUBLIC_TESTING_API = {
@@ -28,6 +31,7 @@ PUBLIC_TESTING_API = {
     "JournalEntry",
     "ItemSend",
     "PauseWindow",
+    "JobSummary",
     "instant_retries",
 }
 
@@ -40,6 +44,7 @@ PUBLIC_CLASSES = [
     JournalEntry,
     ItemSend,
     PauseWindow,
+    JobSummary,
 ]
 
 # What the server calls to record into a journal: not for users to call.
@@ -110,3 +115,14 @@ def test_fake_pleo_is_strict_by_default() -> None:
     """A FakePleo made with no arguments is strict; leniency is asked for by name."""
     assert FakePleo().strict is True
     assert FakePleo(strict=False).strict is False
+
+
+def test_the_fake_pleo_signature_shows_values_not_private_names() -> None:
+    """FakePleo's signature (what help() and the reference show) names no private module, and
+    its limits are the ones the fake's spec module holds."""
+    signature = inspect.signature(FakePleo)
+    assert "_spec" not in str(signature)
+    assert signature.parameters["max_items_per_update"].default == _spec.MAX_ITEMS_PER_UPDATE
+    assert (
+        signature.parameters["access_token_lifetime"].default == _spec.ACCESS_TOKEN_LIFETIME_SECONDS
+    )
