@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pleo_export_async import ApiKeyAuth, ItemUpdate, PleoExportClient, RetryPolicy
@@ -56,3 +58,21 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not condition():  # noqa: ASYNC110  (the fake has no event to await)
             await asyncio.sleep(0.005)
+
+
+@contextlib.contextmanager
+def served_in_a_thread(**options: Any) -> Iterator[FakePleo]:
+    """A FakePleo on loopback served by an event loop of its own in a background thread, for
+    tests that run a command (which calls asyncio.run) in the test's own thread or a child."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-pleo", daemon=True)
+    thread.start()
+    server = FakePleo(**options)
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

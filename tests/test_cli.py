@@ -7,8 +7,6 @@ plain functions. The interrupted `push` runs the console script in a subprocess 
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import csv
 import json
 import os
@@ -17,10 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +26,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from helpers import served_in_a_thread
 from pleo_export_async import ItemUpdate
 from pleo_export_async._cli import main
 from pleo_export_async._cli._app import cli
@@ -61,18 +57,8 @@ EXPORTED_AT = datetime(2026, 3, 1, 9, 30, 15, tzinfo=timezone(timedelta(hours=1)
 @pytest.fixture
 def fake() -> Iterator[FakePleo]:
     """A FakePleo on loopback, served by an event loop of its own in a background thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-pleo", daemon=True)
-    thread.start()
-    server = FakePleo(seed=7, api_key=SECRET)
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
+    with served_in_a_thread(seed=7, api_key=SECRET) as server:
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 # -- running commands ------------------------------------------------------------------------------
@@ -90,6 +76,11 @@ class Ran:
     def lines(self) -> list[str]:
         """The non-blank lines of stderr."""
         return [line for line in self.stderr.splitlines() if line.strip()]
+
+    @property
+    def out_lines(self) -> list[str]:
+        """The non-blank lines of stdout."""
+        return [line for line in self.stdout.splitlines() if line.strip()]
 
     @property
     def flat(self) -> str:
@@ -286,28 +277,42 @@ def closed_port() -> int:
 
 
 def test_jobs_prints_a_table_of_the_open_jobs(fake: FakePleo) -> None:
-    """`jobs` shows the pending and in-progress jobs in a table, on stderr when piped."""
+    """`jobs` shows the pending and in-progress jobs in a table on stdout, piped or not, and
+    nothing on stderr."""
     pending = fake.create_job(items=3, status="pending")
     running = fake.create_job(items=5, status="in_progress")
     done = fake.create_job(items=2, status="completed")
     ran = pleo(fake, "jobs", env={"COLUMNS": "200"})
     assert ran.code == 0
-    assert ran.stdout == ""
-    rows = {line.split()[1]: line for line in ran.lines if pending.id in line or running.id in line}
+    assert ran.stderr == ""
+    rows = {
+        line.split()[1]: line for line in ran.out_lines if pending.id in line or running.id in line
+    }
     assert set(rows) == {pending.id, running.id}
     assert "pending" in rows[pending.id]
     assert " 3 " in rows[pending.id]
     assert "in_progress" in rows[running.id]
     assert " 5 " in rows[running.id]
-    assert done.id not in ran.stderr
+    assert done.id not in ran.stdout
 
 
-def test_the_jobs_table_shows_whole_job_ids_at_the_default_width(fake: FakePleo) -> None:
-    """At the 80 columns of a non-terminal, the jobs table still shows each whole job ID."""
-    job = fake.create_job(items=3, status="pending")
-    ran = pleo(fake, "jobs")
-    assert ran.code == 0
-    assert job.id in ran.stderr
+def test_a_piped_table_keeps_every_cell_whole(fake: FakePleo, tmp_path: Path) -> None:
+    """Piped with no COLUMNS, the jobs and items tables are as wide as their cells: whole job
+    IDs, whole dates and whole failure reasons, nothing cut to 80 columns."""
+    job = fake.create_job(items=2, status="in_progress")
+    assert push_results(fake, tmp_path, job, results_for(job, failed_every=2)).code == 0
+    listed = pleo(fake, "jobs")
+    assert listed.code == 0
+    [row] = [line for line in listed.out_lines if job.id in line]
+    assert re.search(r"\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\b", row), row
+    assert "…" not in listed.stdout
+    items = pleo(fake, "items", job.id)
+    assert items.code == 0
+    reason = results_for(job, failed_every=2)[1].failure_reason
+    assert reason is not None
+    assert any(reason in line for line in items.out_lines), items.stdout
+    assert max(len(line) for line in items.out_lines) > 80
+    assert "…" not in items.stdout
 
 
 def test_jobs_json_is_one_document_on_stdout(fake: FakePleo) -> None:
@@ -359,8 +364,10 @@ def test_items_prints_a_table_of_the_items_and_their_results(
     assert push_results(fake, tmp_path, job, results_for(job, failed_every=2)).code == 0
     ran = pleo(fake, "items", job.id, env={"COLUMNS": "200"})
     assert ran.code == 0
-    assert ran.stdout == ""
-    rows = {entry_id: [line for line in ran.lines if entry_id in line] for entry_id in job.item_ids}
+    assert ran.stderr == ""
+    rows = {
+        entry_id: [line for line in ran.out_lines if entry_id in line] for entry_id in job.item_ids
+    }
     for index, entry_id in enumerate(job.item_ids):
         [row] = rows[entry_id]
         if index % 2:
@@ -676,11 +683,13 @@ def test_debug_shows_the_traceback_of_an_error(fake: FakePleo) -> None:
 
 
 def test_a_network_failure_is_exit_3() -> None:
-    """A base URL nothing listens on gives exit 3 after the retries, without a traceback."""
-    ran = pleo(f"http://127.0.0.1:{closed_port()}", "jobs")
+    """A base URL nothing listens on gives exit 3 after the retries, without a traceback,
+    naming host:port and the cause."""
+    port = closed_port()
+    ran = pleo(f"http://127.0.0.1:{port}", "jobs")
     assert ran.code == 3
     assert "Traceback" not in ran.stderr
-    assert "connection failed" in ran.flat
+    assert f"never reached 127.0.0.1:{port}: connection refused" in ran.flat
 
 
 def test_retry_warnings_in_a_log_file_are_one_unwrapped_line_each() -> None:
@@ -843,85 +852,3 @@ def test_no_color_leaves_colour_out_on_a_terminal(fake: FakePleo, tmp_path: Path
     assert plain.code == 0
     assert colour_codes(plain.stderr) == []
     assert colour_codes(plain.stdout) == []
-
-
-# -- the fake server -------------------------------------------------------------------------------
-
-
-def test_fake_server_serves_its_jobs_until_interrupted() -> None:
-    """`fake-server` prints its URL, key and jobs, serves them, and Ctrl+C stops it with 130."""
-    env = {name: value for name, value in os.environ.items() if name not in HOST_SETTINGS}
-    env.update(NO_COLOR="1", PYTHONPATH=str(REPO_ROOT))
-    command = [sys.executable, "-c", CONSOLE_SCRIPT, "fake-server", "--port", "0"]
-    command.extend(["--jobs", "2", "--items", "5"])
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        announced: dict[str, list[str]] = {}
-        for _ in range(4):
-            key, _, value = process.stdout.readline().strip().partition("=")
-            announced.setdefault(key, []).append(value)
-        [base_url] = announced["base_url"]
-        [api_key] = announced["api_key"]
-        listed = pleo(base_url, "jobs", "--json", env={"PLEO_API_KEY": api_key})
-        assert listed.code == 0, listed.stderr
-        document = json.loads(listed.stdout)
-        assert [job["id"] for job in document] == announced["job_id"]
-        assert {(job["status"], job["number_of_items"]) for job in document} == {("pending", 5)}
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert "Traceback" not in err
-    assert process.returncode == 130
-
-
-@pytest.mark.parametrize(("flags", "status"), [((), 422), (("--lenient",), 200)])
-def test_fake_server_is_strict_unless_told_lenient(flags: tuple[str, ...], status: int) -> None:
-    """`fake-server` refuses item updates on a job not yet started, as Pleo's guidance asks,
-    and accepts them with --lenient."""
-    env = {name: value for name, value in os.environ.items() if name not in HOST_SETTINGS}
-    env.update(NO_COLOR="1", PYTHONPATH=str(REPO_ROOT))
-    command = [sys.executable, "-c", CONSOLE_SCRIPT, "fake-server", "--port", "0", *flags]
-    command.extend(["--jobs", "1", "--items", "1"])
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        announced = dict(process.stdout.readline().strip().split("=", 1) for _ in range(3))
-        base_url, job_id = announced["base_url"], announced["job_id"]
-        authorization = "Basic " + base64.b64encode(f"{announced['api_key']}:".encode()).decode()
-        listing = urllib.request.Request(
-            f"{base_url}/v3/export-items?job_id={job_id}",
-            headers={"Authorization": authorization},
-        )
-        with urllib.request.urlopen(listing, timeout=10) as answer:
-            entry_id = json.load(answer)["data"][0]["accountingEntryId"]
-        update = urllib.request.Request(
-            f"{base_url}/v3/export-jobs/{job_id}/items",
-            data=json.dumps([{"accountingEntryId": entry_id, "status": "successful"}]).encode(),
-            method="PUT",
-            headers={"Authorization": authorization, "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(update, timeout=10) as answer:
-                got = answer.status
-        except urllib.error.HTTPError as refused:
-            got = refused.code
-        assert got == status
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()

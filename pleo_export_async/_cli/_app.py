@@ -9,15 +9,12 @@ shows its traceback.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
-import traceback
-from collections.abc import Coroutine
 from datetime import UTC
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 import click
@@ -28,55 +25,19 @@ from rich.table import Table
 from pleo_export_async._auth import ApiKeyAuth, BearerTokenAuth
 from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
 from pleo_export_async._enums import ItemStatus, JobEvent, JobFailureReasonType, JobStatus
-from pleo_export_async._errors import IncompleteJob, InvalidInput, PleoExportError
+from pleo_export_async._errors import IncompleteJob
 from pleo_export_async._ledger import Ledger
 from pleo_export_async._models import ExportJob, ExportJobItem
 from pleo_export_async._report import CompletionOutcome, UpdateReport
 from pleo_export_async._report import Progress as JobProgress
+from pleo_export_async._retry import RetryPolicy
 from pleo_export_async._sqlite_ledger import SqliteLedger
 from pleo_export_async._version import __version__
 
+from ._command import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Settings, leave, run, settings_for
+from ._fake_server import fake_server
 from ._output import ExitCode, Output
 from ._results import read_results
-
-
-@attrs.frozen
-class Settings:
-    base_url: str
-    debug: bool
-    output: Output
-
-
-def _fail(code: ExitCode) -> NoReturn:
-    raise click.exceptions.Exit(int(code))
-
-
-def _run(settings: Settings, work: Coroutine[Any, Any, ExitCode]) -> NoReturn:
-    """Run a command's coroutine and leave with its exit code; every error is one line."""
-    output = settings.output
-    try:
-        code = asyncio.run(work)
-    except KeyboardInterrupt:
-        output.error("interrupted; what Pleo acknowledged is kept")
-        _fail(ExitCode.INTERRUPTED)
-    except InvalidInput as error:
-        _report(settings, error)
-        _fail(ExitCode.BAD_INPUT)
-    except IncompleteJob as error:
-        _report(settings, error)
-        _fail(ExitCode.WITH_ERRORS)
-    except PleoExportError as error:
-        _report(settings, error)
-        _fail(ExitCode.API_FAILURE)
-    _fail(code)
-
-
-def _report(settings: Settings, error: BaseException) -> None:
-    if settings.debug:
-        settings.output.stderr.print(
-            "".join(traceback.format_exception(error)), markup=False, highlight=False
-        )
-    settings.output.error(str(error))
 
 
 def _client(settings: Settings) -> PleoExportClient:
@@ -87,8 +48,13 @@ def _client(settings: Settings) -> PleoExportClient:
         auth = BearerTokenAuth(access_token)
     else:
         settings.output.error("set PLEO_API_KEY (or PLEO_ACCESS_TOKEN) to authenticate")
-        _fail(ExitCode.BAD_INPUT)
-    return PleoExportClient(settings.base_url, auth=auth)
+        leave(ExitCode.BAD_INPUT)
+    return PleoExportClient(
+        settings.base_url,
+        auth=auth,
+        timeout=settings.timeout,
+        retry=RetryPolicy(max_attempts=settings.retries + 1),
+    )
 
 
 def _ledger(path: Path | None) -> Ledger | None:
@@ -105,10 +71,33 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON doc
     help=f"The Export API's address (default {PRODUCTION_BASE_URL}; env PLEO_BASE_URL).",
 )
 @click.option("--staging", is_flag=True, help=f"Use Pleo's staging API ({STAGING_BASE_URL}).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for each answer before trying again.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=DEFAULT_RETRIES,
+    show_default=True,
+    help="How many times a request that failed on the way (a timeout, a 5xx, a 429) is tried "
+    "again. A URL that refuses connections or does not resolve, on the first request, is given "
+    "up after at most 3 attempts.",
+)
 @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 @click.version_option(__version__, prog_name="pleo-export")
 @click.pass_context
-def cli(ctx: click.Context, base_url: str | None, staging: bool, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    base_url: str | None,
+    staging: bool,
+    timeout: float,
+    retries: int,
+    debug: bool,
+) -> None:
     """Look at Pleo export jobs, push results, close jobs, and run the demo.
 
     Authenticate with PLEO_API_KEY (or PLEO_ACCESS_TOKEN) in the environment.
@@ -116,7 +105,8 @@ def cli(ctx: click.Context, base_url: str | None, staging: bool, debug: bool) ->
     if base_url and staging:
         raise click.UsageError("give --base-url or --staging, not both")
     url = base_url or (STAGING_BASE_URL if staging else PRODUCTION_BASE_URL)
-    output = Output()
+    # A caller may hand its own Output in `obj` (the docs' pictures record the consoles).
+    output = ctx.obj if isinstance(ctx.obj, Output) else Output()
     # The library's warnings (retries, odd answers) on stderr: styled for a person at a terminal,
     # one unwrapped line each when stderr goes to a file or a log collector.
     handler: logging.Handler
@@ -127,14 +117,7 @@ def cli(ctx: click.Context, base_url: str | None, staging: bool, debug: bool) ->
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
-    ctx.obj = Settings(url, debug, output)
-
-
-def _settings(ctx: click.Context, as_json: bool = False) -> Settings:
-    settings: Settings = ctx.obj
-    if as_json:
-        settings = attrs.evolve(settings, output=attrs.evolve(settings.output, json_mode=True))
-    return settings
+    ctx.obj = Settings(url, debug, output, timeout, retries)
 
 
 # -- looking ---------------------------------------------------------------------------------------
@@ -155,7 +138,7 @@ def jobs(
     ctx: click.Context, statuses: tuple[str, ...], company_id: str | None, as_json: bool
 ) -> None:
     """List export jobs, oldest first."""
-    settings = _settings(ctx, as_json)
+    settings = settings_for(ctx, as_json)
 
     async def work() -> ExitCode:
         wanted = statuses or (JobStatus.PENDING.value, JobStatus.IN_PROGRESS.value)
@@ -164,7 +147,7 @@ def jobs(
         _show_jobs(settings.output, found, as_json)
         return ExitCode.DONE
 
-    _run(settings, work())
+    run(settings, work())
 
 
 def _show_jobs(output: Output, found: list[ExportJob], as_json: bool) -> None:
@@ -177,7 +160,7 @@ def _show_jobs(output: Output, found: list[ExportJob], as_json: bool) -> None:
     for job in found:
         created = job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(job.id, job.status, f"{job.number_of_items:,}", created)
-    output.display.print(table)
+    output.show(table)
 
 
 @cli.command()
@@ -191,7 +174,7 @@ def _show_jobs(output: Output, found: list[ExportJob], as_json: bool) -> None:
 @click.pass_context
 def items(ctx: click.Context, job_id: str, status: str | None, as_json: bool) -> None:
     """List a job's items and their results."""
-    settings = _settings(ctx, as_json)
+    settings = settings_for(ctx, as_json)
 
     async def work() -> ExitCode:
         async with _client(settings) as client:
@@ -199,7 +182,7 @@ def items(ctx: click.Context, job_id: str, status: str | None, as_json: bool) ->
         _show_items(settings.output, found, as_json)
         return ExitCode.DONE
 
-    _run(settings, work())
+    run(settings, work())
 
 
 def _show_items(output: Output, found: list[ExportJobItem], as_json: bool) -> None:
@@ -213,7 +196,7 @@ def _show_items(output: Output, found: list[ExportJobItem], as_json: bool) -> No
             f"{item.failure_reason_type}: {item.failure_reason}" if item.failure_reason_type else ""
         )
         table.add_row(item.accounting_entry_id, item.status, item.external_id or "", failure)
-    output.display.print(table)
+    output.show(table)
 
 
 # -- pushing and closing ---------------------------------------------------------------------------
@@ -228,9 +211,15 @@ def _show_items(output: Output, found: list[ExportJobItem], as_json: bool) -> No
     help="A ledger file: run again with it after an interruption, and nothing is sent twice.",
 )
 @click.option("--complete", "then_complete", is_flag=True, help="Complete the job afterwards.")
+@_JSON
 @click.pass_context
 def push(
-    ctx: click.Context, job_id: str, file: Path, ledger: Path | None, then_complete: bool
+    ctx: click.Context,
+    job_id: str,
+    file: Path,
+    ledger: Path | None,
+    then_complete: bool,
+    as_json: bool,
 ) -> None:
     """Send the item results in FILE (JSON Lines or CSV) to the job.
 
@@ -238,34 +227,46 @@ def push(
     externalId, externalUrl, exportedAt, failureReason, failureReasonType. Every line is checked
     before anything is sent. A pending job is started first.
     """
-    settings = _settings(ctx)
+    settings = settings_for(ctx, as_json)
     results = read_results(file)
     if results.errors:
         for error in results.errors:
             settings.output.error(f"{file}: {error}")
         settings.output.error(f"{len(results.errors)} bad line(s); nothing was sent")
-        _fail(ExitCode.BAD_INPUT)
+        leave(ExitCode.BAD_INPUT)
 
     async def work() -> ExitCode:
+        output = settings.output
         store = _ledger(ledger)
         try:
             async with _client(settings) as client:
                 run = client.job(job_id, ledger=store)
                 if (await run.fetch()).status == JobStatus.PENDING:
                     await run.start()
-                report = await _update_with_progress(settings.output, run.update, results.updates)
-                _show_report(settings.output, report)
+                report = await _update_with_progress(output, run.update, results.updates)
+                _show_report(output, report)
                 code = _code_of(report)
+                outcome = held = None
                 if then_complete:
                     outcome = await run.complete()
-                    _show_outcome(settings.output, outcome)
+                    held = await _held_if_delivered_before(run, outcome)
+                    _show_outcome(output, outcome, held)
                     code = max(code, _code_of_outcome(outcome))
+                if output.json_mode:
+                    output.document(
+                        {
+                            "report": _report_document(report),
+                            "outcome": None
+                            if outcome is None
+                            else _outcome_document(outcome, held),
+                        }
+                    )
                 return code
         finally:
             if store is not None:
                 await store.close()
 
-    _run(settings, work())
+    run(settings, work())
 
 
 async def _update_with_progress(output: Output, update: Any, updates: list[Any]) -> UpdateReport:
@@ -274,7 +275,7 @@ async def _update_with_progress(output: Output, update: Any, updates: list[Any])
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("rejected {task.fields[rejected]}"),
-        console=output.display,
+        console=output.progress,
         transient=True,
     )
     task = progress.add_task("push", total=len(updates), rejected=0)
@@ -297,9 +298,25 @@ def _show_report(output: Output, report: UpdateReport) -> None:
     table.add_row("rejected by Pleo", f"{len(report.rejected):,}")
     table.add_row("not acknowledged", f"{len(report.unacknowledged):,}")
     table.add_row("requests", f"{report.requests:,} ({report.retries:,} retries)")
-    output.display.print(table)
+    output.show(table)
     for entry_id, rejection in list(report.rejected.items())[:20]:
-        output.display.print(f"  rejected {entry_id}: {rejection.error_type} {rejection.message}")
+        output.show(f"  rejected {entry_id}: {rejection.error_type} {rejection.message}")
+
+
+def _report_document(report: UpdateReport) -> dict[str, Any]:
+    return {
+        "job_id": report.job_id,
+        "acknowledged": {entry_id: str(status) for entry_id, status in report.acknowledged.items()},
+        "skipped": sorted(report.skipped),
+        "rejected": {
+            entry_id: {"error_type": rejection.error_type, "message": rejection.message}
+            for entry_id, rejection in report.rejected.items()
+        },
+        "unacknowledged": dict(report.unacknowledged),
+        "requests": report.requests,
+        "retries": report.retries,
+        "retries_by_cause": dict(report.retries_by_cause),
+    }
 
 
 def _code_of(report: UpdateReport) -> ExitCode:
@@ -312,17 +329,55 @@ def _code_of_outcome(outcome: CompletionOutcome) -> ExitCode:
     return ExitCode.DONE if outcome.event is JobEvent.COMPLETED else ExitCode.WITH_ERRORS
 
 
-def _show_outcome(output: Output, outcome: CompletionOutcome) -> None:
-    if outcome.already_delivered:
-        output.display.print(f"job {outcome.job_id}: {outcome.event.value} was already delivered")
-    else:
-        output.display.print(f"job {outcome.job_id}: sent {outcome.event.value}")
-    output.display.print(
+async def _held_if_delivered_before(run: Any, outcome: CompletionOutcome) -> ExportJob | None:
+    """The job as Pleo holds it when its final event was delivered before this run: what was
+    asked now (another reason, say) was not sent, so only Pleo knows what the job says."""
+    if not outcome.already_delivered:
+        return None
+    held: ExportJob = await run.fetch()
+    return held
+
+
+def _show_outcome(output: Output, outcome: CompletionOutcome, held: ExportJob | None) -> None:
+    if held is not None:
+        output.show(
+            f"job {outcome.job_id} was already {held.status} at Pleo; nothing was sent "
+            f"({outcome.event.value} was delivered before)"
+        )
+        if held.failure_reason:
+            output.show(f"  {held.failure_reason_type}: {held.failure_reason}")
+        return
+    output.show(
+        f"job {outcome.job_id}: sent {outcome.event.value}",
         f"  {outcome.successful:,} successful, {outcome.failed:,} failed, "
-        f"{outcome.rejected:,} rejected"
+        f"{outcome.rejected:,} rejected",
     )
     if outcome.failure_reason:
-        output.display.print(f"  {outcome.failure_reason_type}: {outcome.failure_reason}")
+        output.show(f"  {outcome.failure_reason_type}: {outcome.failure_reason}")
+
+
+def _outcome_document(outcome: CompletionOutcome, held: ExportJob | None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "job_id": outcome.job_id,
+        "event": outcome.event.value,
+        "sent": held is None and not outcome.already_delivered,
+        "already_delivered": outcome.already_delivered,
+        "successful": outcome.successful,
+        "failed": outcome.failed,
+        "rejected": outcome.rejected,
+        "failure_reason": outcome.failure_reason,
+        "failure_reason_type": None
+        if outcome.failure_reason_type is None
+        else str(outcome.failure_reason_type),
+    }
+    if held is not None:
+        # What Pleo holds, not what this run asked for.
+        document.update(
+            status=held.status,
+            failure_reason=held.failure_reason,
+            failure_reason_type=held.failure_reason_type,
+        )
+    return document
 
 
 @cli.command()
@@ -333,34 +388,65 @@ def _show_outcome(output: Output, outcome: CompletionOutcome) -> None:
     help="The final event to send; by default it follows from the items' results.",
 )
 @click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), help="The push ledger.")
+@_JSON
 @click.pass_context
-def complete(ctx: click.Context, job_id: str, event: str | None, ledger: Path | None) -> None:
+def complete(
+    ctx: click.Context, job_id: str, event: str | None, ledger: Path | None, as_json: bool
+) -> None:
     """Close the job with its final event, once. The event follows from the items' results at
     Pleo unless --event says otherwise."""
-    settings = _settings(ctx)
+    settings = settings_for(ctx, as_json)
 
     async def work() -> ExitCode:
+        output = settings.output
         store = _ledger(ledger)
         try:
             async with _client(settings) as client:
                 run = client.job(job_id, ledger=store)
                 recorded = await run.recorded_outcome()
                 if recorded is None:
-                    status = (await run.fetch()).status
-                    if status not in (JobStatus.PENDING, JobStatus.IN_PROGRESS):
-                        settings.output.display.print(f"job {job_id} is already {status}")
-                        return (
-                            ExitCode.DONE if status == JobStatus.COMPLETED else ExitCode.WITH_ERRORS
-                        )
+                    job = await run.fetch()
+                    if job.status not in (JobStatus.PENDING, JobStatus.IN_PROGRESS):
+                        return _show_closed(output, job)
                     await run.take_in_what_pleo_holds([item async for item in run.items()])
-                outcome = await run.complete(event=event)
-                _show_outcome(settings.output, outcome)
+                try:
+                    outcome = await run.complete(event=event)
+                except IncompleteJob as error:
+                    if error.unacknowledged:
+                        raise
+                    output.error(
+                        f"job {job_id} has no item results, at Pleo or in the ledger, to choose "
+                        "its final event from; no event was sent. Pass --event to close it anyway"
+                    )
+                    return ExitCode.WITH_ERRORS
+                held = await _held_if_delivered_before(run, outcome)
+                _show_outcome(output, outcome, held)
+                if output.json_mode:
+                    output.document(_outcome_document(outcome, held))
                 return _code_of_outcome(outcome)
         finally:
             if store is not None:
                 await store.close()
 
-    _run(settings, work())
+    run(settings, work())
+
+
+def _show_closed(output: Output, job: ExportJob) -> ExitCode:
+    """A job already closed, by whoever: what Pleo holds, and nothing sent."""
+    output.show(f"job {job.id} is already {job.status} at Pleo; nothing was sent")
+    if job.failure_reason:
+        output.show(f"  {job.failure_reason_type}: {job.failure_reason}")
+    if output.json_mode:
+        output.document(
+            {
+                "job_id": job.id,
+                "sent": False,
+                "status": job.status,
+                "failure_reason": job.failure_reason,
+                "failure_reason_type": job.failure_reason_type,
+            }
+        )
+    return ExitCode.DONE if job.status == JobStatus.COMPLETED else ExitCode.WITH_ERRORS
 
 
 @cli.command()
@@ -373,82 +459,30 @@ def complete(ctx: click.Context, job_id: str, event: str | None, ledger: Path | 
     type=click.Choice([t.value for t in JobFailureReasonType]),
     help="The job-level failure type.",
 )
+@_JSON
 @click.pass_context
-def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str) -> None:
+def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str, as_json: bool) -> None:
     """Fail the whole job now, whatever its items."""
-    settings = _settings(ctx)
+    settings = settings_for(ctx, as_json)
 
     async def work() -> ExitCode:
+        output = settings.output
         async with _client(settings) as client:
-            outcome = await client.job(job_id).fail(reason, reason_type)
-        _show_outcome(settings.output, outcome)
+            run = client.job(job_id)
+            outcome = await run.fail(reason, reason_type)
+            held = await _held_if_delivered_before(run, outcome)
+        _show_outcome(output, outcome, held)
+        if output.json_mode:
+            output.document(_outcome_document(outcome, held))
         return ExitCode.DONE
 
-    _run(settings, work())
+    run(settings, work())
 
 
 # -- the fake server and the demo ------------------------------------------------------------------
 
 
-@cli.command("fake-server")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="Port to serve on; 0 picks a free one.",
-)
-@click.option(
-    "--jobs",
-    "job_count",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="How many pending jobs to create.",
-)
-@click.option(
-    "--items", type=click.IntRange(min=0), default=100, show_default=True, help="Items per job."
-)
-@click.option(
-    "--faults",
-    type=click.Choice(["none", "light", "heavy"]),
-    default="none",
-    show_default=True,
-    help="Faults to inject into the answers.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for IDs and faults.")
-@click.option(
-    "--lenient",
-    is_flag=True,
-    help="Accept what Pleo's guidance tells a connector not to do (item updates before "
-    "`started`, completing with items pending, rewriting a successful item); refused by default.",
-)
-@click.pass_context
-def fake_server(
-    ctx: click.Context, port: int, job_count: int, items: int, faults: str, seed: int, lenient: bool
-) -> None:
-    """Serve a fake Pleo Export API on loopback until interrupted."""
-    from ._demo import faults_for
-
-    settings = _settings(ctx)
-
-    async def work() -> ExitCode:
-        from pleo_export_async.testing import FakePleo
-
-        async with FakePleo(
-            port=port, seed=seed, faults=faults_for(faults), strict=not lenient
-        ) as fake:
-            created = [fake.create_job(items=items, status="pending") for _ in range(job_count)]
-            out = settings.output.stdout
-            out.print(f"base_url={fake.base_url}", markup=False, highlight=False)
-            out.print(f"api_key={fake.api_key}", markup=False, highlight=False)
-            for job in created:
-                out.print(f"job_id={job.id}", markup=False, highlight=False)
-            settings.output.stderr.print("serving; stop with Ctrl+C")
-            await asyncio.Event().wait()
-        return ExitCode.DONE
-
-    _run(settings, work())
+cli.add_command(fake_server)
 
 
 @cli.command()
@@ -487,6 +521,7 @@ def fake_server(
     show_default=True,
     help="The share of items the stand-in ERP fails.",
 )
+@_JSON
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -495,12 +530,13 @@ def demo(
     seed: int,
     concurrency: int,
     failed_fraction: float,
+    as_json: bool,
 ) -> None:
     """Export a job through the bundled fake Pleo server, with faults, and show what happened."""
     from ._demo import run_demo
 
-    settings = _settings(ctx)
-    _run(
+    settings = settings_for(ctx, as_json)
+    run(
         settings,
         run_demo(
             settings.output,

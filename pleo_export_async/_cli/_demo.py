@@ -145,10 +145,9 @@ async def _run_demo(
     concurrency: int,
     failed_fraction: float,
 ) -> ExitCode:
-    display = output.display
     async with FakePleo(seed=seed, faults=faults_for(faults)) as fake:
         job = fake.create_job(items=items, status="pending")
-        display.print(f"fake Pleo Export API at {fake.base_url} (seed {seed}, {faults} faults)")
+        output.note(f"fake Pleo Export API at {fake.base_url} (seed {seed}, {faults} faults)")
         started = time.perf_counter()
         async with PleoExportClient(
             fake.base_url, auth=ApiKeyAuth(fake.api_key), max_concurrency=concurrency
@@ -161,7 +160,7 @@ async def _run_demo(
                 TextColumn("retries {task.fields[retries]}"),
                 TextColumn("in flight {task.fields[in_flight]}"),
                 TimeElapsedColumn(),
-                console=display,
+                console=output.progress,
                 transient=True,
             )
             task = progress.add_task("export", total=items, rejected=0, retries=0, in_flight=0)
@@ -192,15 +191,37 @@ async def _run_demo(
         journal = fake.journal
         resent = sum(journal.resent_after_ack(job.id).values())
         applied = len(journal.final_events_applied(job.id))
-        table = _summary(outcome, elapsed, items)
-        table.add_row("requests", f"{stats.requests:,} (every PUT, GET and event)")
-        causes = ", ".join(f"{c} {n}" for c, n in sorted(stats.retries_by_cause.items()))
-        table.add_row("retries", f"{stats.retries:,}" + (f" ({causes})" if causes else ""))
-        table.add_row("highest concurrency", f"{journal.max_in_flight} (limit {concurrency})")
-        table.add_row("resent after their acknowledgement", str(resent))
-        table.add_row("final events applied at Pleo", str(applied))
-        table.add_row("job status at Pleo", fake.job_status(job.id))
-        display.print(table)
+        if output.json_mode:
+            output.document(
+                {
+                    "job_id": outcome.job_id,
+                    "event": outcome.event.value,
+                    "already_delivered": outcome.already_delivered,
+                    "failure_reason": outcome.failure_reason,
+                    "successful": outcome.successful,
+                    "failed": outcome.failed,
+                    "rejected": outcome.rejected,
+                    "wall_time_seconds": round(elapsed, 3),
+                    "requests": stats.requests,
+                    "retries": stats.retries,
+                    "retries_by_cause": dict(stats.retries_by_cause),
+                    "max_in_flight": journal.max_in_flight,
+                    "concurrency_limit": concurrency,
+                    "resent_after_ack": resent,
+                    "final_events_applied": applied,
+                    "job_status": fake.job_status(job.id),
+                }
+            )
+        else:
+            table = _summary(outcome, elapsed, items)
+            table.add_row("requests", f"{stats.requests:,} (every PUT, GET and event)")
+            causes = ", ".join(f"{c} {n}" for c, n in sorted(stats.retries_by_cause.items()))
+            table.add_row("retries", f"{stats.retries:,}" + (f" ({causes})" if causes else ""))
+            table.add_row("highest concurrency", f"{journal.max_in_flight} (limit {concurrency})")
+            table.add_row("resent after their acknowledgement", str(resent))
+            table.add_row("final events applied at Pleo", str(applied))
+            table.add_row("job status at Pleo", fake.job_status(job.id))
+            output.show(table)
     return ExitCode.DONE if resent == 0 and applied == 1 else ExitCode.WITH_ERRORS
 
 

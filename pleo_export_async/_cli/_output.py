@@ -1,7 +1,9 @@
 """Where the command line writes, and how it tells an operator what happened.
 
-Human displays (tables, progress) go to stdout when it is a terminal, else to stderr, so that
-stdout can be piped; with `--json` stdout holds one JSON document and nothing else. rich leaves
+Results (tables, the outcome of a command) go to stdout; progress bars, hints and errors go to
+stderr, so a pipe or a file gets the results alone. With `--json` stdout holds the JSON
+document and nothing else. Piped or redirected, stdout has no window to fit: tables keep every
+cell whole rather than wrap or cut at 80 columns (`COLUMNS` still sets a width). rich leaves
 colour out when `NO_COLOR` is set or the output is not a terminal.
 """
 
@@ -10,11 +12,14 @@ from __future__ import annotations
 import datetime
 import enum
 import json
-import sys
-from typing import Any
+import os
+from typing import Any, Final
 
 import attrs
-from rich.console import Console
+from rich.console import Console, RenderableType
+
+# Wide enough for any row a command prints; rich does not pad a table out to it.
+_PIPED_WIDTH: Final = 10_000
 
 
 class ExitCode(enum.IntEnum):
@@ -25,23 +30,50 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+def _stdout_console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPED_WIDTH
+    return console
+
+
 @attrs.define
 class Output:
     json_mode: bool = False
-    stdout: Console = attrs.field(factory=lambda: Console(highlight=False))
+    stdout: Console = attrs.field(factory=_stdout_console)
     stderr: Console = attrs.field(factory=lambda: Console(stderr=True, highlight=False))
 
     @property
-    def display(self) -> Console:
-        """Where tables and progress go."""
-        if self.json_mode or not sys.stdout.isatty():
-            return self.stderr
-        return self.stdout
+    def progress(self) -> Console:
+        """Where live progress goes: stderr, which rich leaves alone when it is not a terminal."""
+        return self.stderr
+
+    def show(self, *renderables: RenderableType) -> None:
+        """A result for a person, on stdout: a table or a line. Nothing in `--json` mode,
+        where the command prints its document instead."""
+        if self.json_mode:
+            return
+        for renderable in renderables:
+            if isinstance(renderable, str):
+                # Text from Pleo or a results file may hold brackets: never read it as markup.
+                self.stdout.print(renderable, markup=False, soft_wrap=True)
+            else:
+                self.stdout.print(renderable)
+
+    def note(self, message: str) -> None:
+        """A hint for the person at the terminal (not a result), on stderr."""
+        self.stderr.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def document(self, value: Any) -> None:
         """The one JSON document of a `--json` run, on stdout."""
-        sys.stdout.write(json.dumps(value, indent=2, default=_rfc3339) + "\n")
-        sys.stdout.flush()
+        self.stdout.file.write(json.dumps(value, indent=2, default=_rfc3339) + "\n")
+        self.stdout.file.flush()
+
+    def json_line(self, value: Any) -> None:
+        """One JSON document on one line of stdout, for a command that prints several as it
+        runs (JSON Lines)."""
+        self.stdout.file.write(json.dumps(value, default=_rfc3339) + "\n")
+        self.stdout.file.flush()
 
     def error(self, message: str) -> None:
         """One clear line on stderr."""

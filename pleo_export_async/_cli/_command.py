@@ -1,0 +1,71 @@
+"""What every command of `pleo-export` shares: its settings, and how it runs and leaves (an exit
+code, every error one line)."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Coroutine
+from typing import Any, Final, NoReturn
+
+import attrs
+import click
+
+from pleo_export_async._errors import IncompleteJob, InvalidInput, PleoExportError
+from pleo_export_async._retry import RetryPolicy
+
+from ._output import ExitCode, Output
+
+#: The client's own defaults: 30 s per attempt, and 8 attempts in all.
+DEFAULT_TIMEOUT: Final = 30.0
+DEFAULT_RETRIES: Final = RetryPolicy().max_attempts - 1
+
+
+@attrs.frozen
+class Settings:
+    base_url: str
+    debug: bool
+    output: Output
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+
+
+def leave(code: ExitCode) -> NoReturn:
+    """End the command with this exit code."""
+    raise click.exceptions.Exit(int(code))
+
+
+def run(settings: Settings, work: Coroutine[Any, Any, ExitCode]) -> NoReturn:
+    """Run a command's coroutine and leave with its exit code; every error is one line."""
+    output = settings.output
+    try:
+        code = asyncio.run(work)
+    except KeyboardInterrupt:
+        output.error("interrupted; what Pleo acknowledged is kept")
+        leave(ExitCode.INTERRUPTED)
+    except InvalidInput as error:
+        report_error(settings, error)
+        leave(ExitCode.BAD_INPUT)
+    except IncompleteJob as error:
+        report_error(settings, error)
+        leave(ExitCode.WITH_ERRORS)
+    except PleoExportError as error:
+        report_error(settings, error)
+        leave(ExitCode.API_FAILURE)
+    leave(code)
+
+
+def report_error(settings: Settings, error: BaseException) -> None:
+    if settings.debug:
+        settings.output.stderr.print(
+            "".join(traceback.format_exception(error)), markup=False, highlight=False
+        )
+    settings.output.error(str(error))
+
+
+def settings_for(ctx: click.Context, as_json: bool = False) -> Settings:
+    """The settings of the group, in `--json` mode when the command was given `--json`."""
+    settings: Settings = ctx.obj
+    if as_json:
+        settings = attrs.evolve(settings, output=attrs.evolve(settings.output, json_mode=True))
+    return settings
