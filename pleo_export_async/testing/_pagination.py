@@ -22,6 +22,10 @@ from ._request_checks import RequestInvalid, single_parameter
 
 _CURSOR_PATTERN: Final = re.compile(r"^[A-Z2-7=~]+$")
 _CURSOR_PREFIX: Final = "p:"
+# The spec's formats for the two numbers (every paginated endpoint): offset int64, limit int32,
+# both `minimum: 0`.
+_INT64_MAX: Final = 2**63 - 1
+_INT32_MAX: Final = 2**31 - 1
 
 Record = TypeVar("Record")
 
@@ -39,9 +43,16 @@ def decode_cursor(name: str, cursor: str) -> int:
         text = base64.b32decode(cursor.replace("~", "")).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
-    if not text.startswith(_CURSOR_PREFIX) or not text[len(_CURSOR_PREFIX) :].isdigit():
+    digits = text[len(_CURSOR_PREFIX) :]
+    # The fake never makes an ordinal beyond int64; a longer one could also exceed what int()
+    # converts (4300 digits) and fail as a 500.
+    if (
+        not text.startswith(_CURSOR_PREFIX)
+        or not digits.isdigit()
+        or len(digits) > len(str(_INT64_MAX))
+    ):
         raise RequestInvalid(f"{name}: unknown cursor")
-    return int(text[len(_CURSOR_PREFIX) :])
+    return int(digits)
 
 
 @attrs.frozen
@@ -56,10 +67,19 @@ class PageRequest:
     echo: dict[str, Any] = attrs.field(factory=dict)
 
 
-def _non_negative_int(name: str, text: str) -> int:
-    if not text.isdigit():
+def _non_negative_int(name: str, text: str, *, maximum: int, format_name: str) -> int:
+    """A query parameter of OpenAPI type integer, `minimum: 0`, in `format_name`: a value that
+    does not fit gets 400, as Pleo's conversion to a Java int or long would."""
+    # isdecimal, not isdigit: "²" is a digit that int() refuses, which would be a 500.
+    if not text.isdecimal():
         raise RequestInvalid(f"{name}: expected a non-negative integer, got {text[:20]!r}")
-    return int(text)
+    significant = text.lstrip("0")
+    # Compared by length first: int() refuses over 4300 digits, and a URL can hold more.
+    if len(significant) > len(str(maximum)) or int(significant or "0") > maximum:
+        raise RequestInvalid(
+            f"{name}: above the {format_name} maximum {maximum}, got {text[:20]!r}"
+        )
+    return int(significant or "0")
 
 
 def parse_page_request(
@@ -83,7 +103,9 @@ def parse_page_request(
 
     limit_text = single_parameter(query, "limit")
     requested_limit = (
-        default_limit if limit_text is None else _non_negative_int("limit", limit_text)
+        default_limit
+        if limit_text is None
+        else _non_negative_int("limit", limit_text, maximum=_INT32_MAX, format_name="int32")
     )
     # No maximum is documented (docs/pleo-api.md#open-questions (row 1)): cap quietly, as a server
     # protecting itself would.
@@ -111,7 +133,7 @@ def parse_page_request(
         before = decode_cursor("before", before_cursor)
         echo["before"] = before_cursor
     if offset_text is not None:
-        offset = _non_negative_int("offset", offset_text)
+        offset = _non_negative_int("offset", offset_text, maximum=_INT64_MAX, format_name="int64")
         echo["offset"] = offset
     if sorting_keys:
         echo["sortingKeys"] = list(sorting_keys)

@@ -135,11 +135,15 @@ def _uuid_list(path: str, value: Any) -> None:
 
 
 class _Field:
-    """How one field of a request object is checked."""
+    """How one field of a request object is checked; `nullable` when the spec says
+    `nullable: true`."""
 
-    def __init__(self, check: FieldCheck, *, required: bool = False) -> None:
+    def __init__(
+        self, check: FieldCheck, *, required: bool = False, nullable: bool = False
+    ) -> None:
         self.check = check
         self.required = required
+        self.nullable = nullable
 
 
 def _check_object(
@@ -150,7 +154,8 @@ def _check_object(
     strict: bool,
     hints: Mapping[str, str] | None = None,
 ) -> None:
-    """Check a JSON object field by field; optional fields may be null or absent."""
+    """Check a JSON object field by field. Optional fields may be absent; null only where the
+    spec declares the field nullable, or in lenient mode."""
     where = path or "body"
     if not isinstance(value, dict):
         raise RequestInvalid(f"{where}: expected an object, got {_json_type(value)}")
@@ -165,6 +170,12 @@ def _check_object(
         if field_value is None:
             if field.required:
                 raise RequestInvalid(f"{prefix}{name}: required field is null")
+            # Lenient mode reads null as absent, as Jackson does for an optional field; strict mode
+            # holds the client to the spec, which has no null for this field.
+            if strict and not field.nullable:
+                raise RequestInvalid(
+                    f"{prefix}{name}: null is not allowed (leave the field out instead)"
+                )
             continue
         field.check(f"{prefix}{name}", field_value)
     if strict:
@@ -175,6 +186,9 @@ def _check_object(
                 raise RequestInvalid(f"{prefix}{name}: unknown field")
 
 
+# `nullable` copies the OpenAPI document field by field: UpdateExportJobItemV3 and
+# CreateExportJobEvent declare no field nullable; CreateExportJob and Options declare all their
+# optional ones nullable.
 UPDATE_ITEM_FIELDS: Final[Mapping[str, _Field]] = {
     "accountingEntryId": _Field(_uuid, required=True),
     "status": _Field(_enum(_spec.ITEM_STATUSES), required=True),
@@ -192,7 +206,9 @@ JOB_EVENT_FIELDS: Final[Mapping[str, _Field]] = {
     "failureReasonType": _Field(_enum(_spec.JOB_FAILURE_REASON_TYPES)),
 }
 
-_OPTIONS_FIELDS: Final[Mapping[str, _Field]] = {"vendorBasedBookkeeping": _Field(_boolean)}
+_OPTIONS_FIELDS: Final[Mapping[str, _Field]] = {
+    "vendorBasedBookkeeping": _Field(_boolean, nullable=True)
+}
 
 
 def _options(strict: bool) -> FieldCheck:
@@ -206,9 +222,9 @@ def _create_job_fields(strict: bool) -> Mapping[str, _Field]:
     return {
         "accountingEntryIds": _Field(_uuid_list, required=True),
         "companyId": _Field(_uuid, required=True),
-        "employeeId": _Field(_uuid),
-        "isInteractive": _Field(_boolean),
-        "options": _Field(_options(strict)),
+        "employeeId": _Field(_uuid, nullable=True),
+        "isInteractive": _Field(_boolean, nullable=True),
+        "options": _Field(_options(strict), nullable=True),
     }
 
 

@@ -57,16 +57,22 @@ class FakePleo:
       `errors` entry `EXPORT_ENTRY_STATUS_UPDATE_FAILED` in the 200 answer (the very same
       update again, as a retry after a lost answer sends it, is acknowledged and changes
       nothing; the journal's `resent_after_ack` still counts it);
-    * a misspelt request: unknown body fields, unknown query parameters and `sorting_keys`
-      give 400 `BAD_REQUEST`; GET /v3/export-items without `job_id` gives 400
+    * a misspelt request: unknown body fields, `null` in a body field the spec does not
+      declare nullable (leave the field out instead), unknown query parameters and
+      `sorting_keys` give 400 `BAD_REQUEST`; GET /v3/export-items without `job_id` gives 400
       `REQUIRED_PARAMETER_MISSING`.
 
     `strict=False` is the lenient opt-in, for a test that means to exercise what a connector
     should not do: it accepts all of these, items are overwritten (last write wins) while the
-    job is in progress, unknown fields and parameters are ignored, and GET /v3/export-items
-    without `job_id` lists the items of every running job. In both modes, items still
+    job is in progress, unknown fields and parameters are ignored, `null` in an optional body
+    field counts as the field left out, and GET /v3/export-items without `job_id` lists the
+    items of every running job. In both modes, items still
     `pending` or `in_progress` when a job is completed, failed or expired become
     `abandoned`, as Pleo does. `strict` can also be switched on a running fake.
+
+    In both modes, `offset` and `limit` are whole numbers of at least 0 within the spec's
+    formats (`offset` int64, `limit` int32); anything else gets 400 `BAD_REQUEST` naming the
+    parameter. A `limit` above `page_size_max` is capped at it.
 
     Answers leave out the optional keys that have no value (`failureReasonType`,
     `startedAt`, `externalId`, `subType`, ...) rather than sending `null`
