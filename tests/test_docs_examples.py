@@ -38,7 +38,7 @@ PLUGIN = "pleo_export_async.testing.pytest_plugin"
 # Each program in docs/examples/ (but the test file) and lines its output must hold: the pages
 # quote these.
 EXPECTED_OUTPUT = {
-    "connector.py": [
+    "first_connector.py": [
         "86ead2ae-55a8-4352-81b4-0eb9868586c9 completed_with_errors 162 booked, 38 failed",
     ],
     "survive_a_crash.py": [
@@ -75,6 +75,15 @@ def test_every_example_program_is_run_here() -> None:
     """A new example file cannot be added without being run by this module."""
     programs = {path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("test_")}
     assert programs == set(EXPECTED_OUTPUT)
+
+
+def test_no_two_examples_share_a_name() -> None:
+    """An example in docs/examples/ and one in examples/ never have the same file name, so a
+    reader told to run `connector.py` knows which one is meant."""
+    in_docs = {path.name for path in EXAMPLES.glob("*.py")}
+    in_repository = {path.name for path in (REPO_ROOT / "examples").glob("*.py")}
+    assert in_repository, "examples/ holds the service example"
+    assert in_docs & in_repository == set()
 
 
 def _run_example(name: str, cwd: Path, **env: str) -> None:
@@ -115,15 +124,15 @@ async def test_the_replicas_example_runs_against_the_fake_and_postgres(
 def test_the_pages_quote_the_output_the_examples_print() -> None:
     """The outputs the pages show are the ones checked above."""
     text = "\n".join(page.read_text() for page in _pages())
-    for name in ("connector.py", "survive_a_crash.py"):
+    for name in ("first_connector.py", "survive_a_crash.py"):
         for line in EXPECTED_OUTPUT[name]:
             assert line in text, f"{name}: {line!r} is not quoted by any page"
 
 
 def test_the_testing_how_to_passes_in_a_project_with_no_configuration(tmp_path: Path) -> None:
-    """docs/examples/test_connector.py, beside the connector it tests, passes with plain
+    """docs/examples/test_first_connector.py, beside the connector it tests, passes with plain
     `pytest`: no conftest, no ini file, no marker, no asyncio_mode."""
-    for name in ("connector.py", "test_connector.py"):
+    for name in ("first_connector.py", "test_first_connector.py"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     installed = {entry.value for entry in entry_points(group="pytest11")}
     load = [] if PLUGIN in installed else ["-p", PLUGIN]  # a plain checkout: no entry point

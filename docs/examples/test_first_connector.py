@@ -6,7 +6,7 @@ Nothing to configure: the `fake_pleo` fixture comes with the package (its
 
 import pytest
 
-from connector import export_pending_jobs
+from first_connector import export_pending_jobs
 from pleo_export_async import ApiKeyAuth, PleoExportClient
 from pleo_export_async.testing import (
     FakePleo,
