@@ -58,7 +58,15 @@ class ConflictingUpdates(InvalidInput):
 
 
 class TransportError(PleoExportError):
-    """The request could not be completed: connection failure or timeout, retries exhausted."""
+    """No answer came: the connection failed or timed out on every attempt the retry policy
+    allowed (`attempts` says how many).
+
+    The message names the request, host:port and the cause: connection refused, name not
+    resolved, TLS failure (with the reason), no answer within N s, server closed the connection,
+    or the operating system's words. Until a client has had any answer from Pleo, a refused
+    connection or a name that does not resolve is almost always a wrong base URL: the request
+    gives up after at most 3 attempts and about 5 seconds, and the message says it never reached
+    host:port and to check the base URL. Once Pleo has answered, the whole policy applies."""
 
     def __init__(self, message: str, *, attempts: int = 1) -> None:
         self.attempts = attempts

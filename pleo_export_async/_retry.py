@@ -7,8 +7,9 @@ generator and full jitter); nothing of `backoff` appears in the public API.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import attrs
 import backoff
@@ -16,6 +17,7 @@ import backoff
 from ._errors import InvalidInput
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 P = ParamSpec("P")
 
 _instant_retries = False
@@ -55,27 +57,46 @@ class RetryPolicy:
     max_delay: float = attrs.field(default=30.0, validator=_positive)
     max_elapsed: float = attrs.field(default=300.0, validator=_positive)
 
-    def _wait_generator(self) -> Generator[float, Any, None]:
-        # backoff sends each failure into this generator; the curve does not depend on it.
+    def _wait_generator(
+        self, wait_at_most: Callable[[Any], float | None] | None = None
+    ) -> Generator[float, Any, None]:
+        # backoff sends each failure into this generator: the curve does not depend on it, but
+        # a failure may shorten the wait that follows it.
         delays = backoff.expo(base=2, factor=self.initial_delay, max_value=self.max_delay)
         next(delays)  # backoff.expo yields None first, to be primed by its caller.
-        yield 0.0  # backoff primes us the same way; this value is never used
+        failure = yield 0.0  # backoff primes us the same way; this value is never used
         while True:
             delay = next(delays)
-            yield 0.0 if _instant_retries else backoff.full_jitter(delay)
+            wait = 0.0 if _instant_retries else backoff.full_jitter(delay)
+            if wait_at_most is not None and (limit := wait_at_most(failure)) is not None:
+                wait = max(0.0, min(wait, limit))
+            failure = yield wait
 
     def retrying(
         self,
-        retry_on: type[Exception],
+        retry_on: type[E],
         on_backoff: Callable[[Any], None],
+        *,
+        give_up: Callable[[E], bool] | None = None,
+        wait_at_most: Callable[[E], float | None] | None = None,
     ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-        """A decorator that retries a coroutine function while it raises `retry_on`."""
+        """A decorator that retries a coroutine function while it raises `retry_on`.
+
+        Within the policy's bounds a failure can end its request sooner: `give_up(failure)`
+        true stops at once, and `wait_at_most(failure)` caps the wait before the next attempt.
+        """
         return backoff.on_exception(
-            self._wait_generator,
+            functools.partial(self._wait_generator, wait_at_most),
             retry_on,
             max_tries=self.max_attempts,
             max_time=self.max_elapsed,
+            # backoff hands giveup only what it caught, a `retry_on`.
+            giveup=cast("Callable[[Exception], bool]", give_up or _never),
             jitter=None,
             on_backoff=on_backoff,
             logger=None,
         )
+
+
+def _never(failure: Exception) -> bool:
+    return False

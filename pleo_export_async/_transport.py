@@ -5,15 +5,24 @@ endpoint of a client, and the retries of transient failures (rule R6) and of a 4
 
 It answers with the final `Response` whatever its status; `raise_for_response` turns an error
 status into the exception hierarchy. Endpoint-specific handling (404, 413, 422) is the JobRun's.
+
+A failure to connect names host:port and its cause. Until the first HTTP answer of any status,
+a refused connection or a name that does not resolve is a wrong base URL nearly every time, not
+an outage: such a request gives up within `FIRST_CONTACT_ATTEMPTS` and `FIRST_CONTACT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -34,6 +43,12 @@ from ._version import __version__
 logger = logging.getLogger("pleo_export_async")
 
 _JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+
+#: Until the client has had an answer, a refused connection or an unresolvable name ends the
+#: request after this many attempts, or once this many seconds have passed since it began
+#: (an attempt under way is not cut short), whichever comes first; a smaller policy wins.
+FIRST_CONTACT_ATTEMPTS: Final = 3
+FIRST_CONTACT_SECONDS: Final = 5.0
 
 
 @attrs.frozen
@@ -69,12 +84,33 @@ class Response:
 
 
 class _Retryable(Exception):
-    """A transient failure of one attempt, for `backoff` to retry."""
+    """A transient failure of one attempt, for `backoff` to retry.
 
-    def __init__(self, cause: str, response: Response | None, detail: str) -> None:
+    `cause` is the counter's name (`retries_by_cause`), `detail` the words for a log line.
+    `unreachable` marks a refused connection or an unresolvable name, at `peer` ("host:port")
+    for the reason `reason`; `first_contact` that no answer had come yet, which shortens the
+    request's retries through `give_up` and `wait_at_most`."""
+
+    give_up = False
+    wait_at_most: float | None = None
+    first_contact = False
+
+    def __init__(
+        self,
+        cause: str,
+        response: Response | None,
+        detail: str,
+        *,
+        unreachable: bool = False,
+        peer: str = "",
+        reason: str = "",
+    ) -> None:
         self.cause = cause
         self.response = response
         self.detail = detail
+        self.unreachable = unreachable
+        self.peer = peer
+        self.reason = reason
         super().__init__(detail)
 
 
@@ -93,6 +129,9 @@ class _Call:
     causes: Counter[str] | None = None  # made at the first failure: most calls have none
     #: The failure of the attempt made before backoff took over, for backoff to begin from.
     replay: _Retryable | None = None
+    #: `time.monotonic()` at the first attempt, taken only while the client has had no answer
+    #: (the only time it is read); unset otherwise, so that most calls pay nothing for it.
+    started: float = attrs.field(init=False)
 
     def count_failure(self, cause: str) -> None:
         if self.causes is None:
@@ -157,8 +196,17 @@ class Transport:
         self._retries_by_cause: Counter[str] = Counter()
         self._in_flight = 0
         self._max_in_flight = 0
+        #: Whether any HTTP answer (of any status) has come: from then on an unreachable
+        #: address is an outage, to be retried by the policy, not a wrong base URL.
+        self._answered = False
+        self._peer = _peer_of(base_url)
         # Built once: backoff keeps each call's state in the call, passed as the argument.
-        self._send_with_retries = retry.retrying(_Retryable, self._on_backoff)(self._attempt_call)
+        self._send_with_retries = retry.retrying(
+            _Retryable,
+            self._on_backoff,
+            give_up=_gives_up,
+            wait_at_most=_wait_at_most,
+        )(self._attempt_call)
 
     async def open(self) -> None:
         if self._session is None:
@@ -207,8 +255,7 @@ class Transport:
             except _Retryable as exhausted:
                 if exhausted.response is None:
                     raise TransportError(
-                        f"{method} {path}: {exhausted.detail} "
-                        f"(gave up after {call.attempts} attempts)",
+                        _gave_up_message(method, path, exhausted, call.attempts),
                         attempts=call.attempts,
                     ) from None
                 response = exhausted.response
@@ -226,6 +273,8 @@ class Transport:
         """The call's attempts: the first one directly, since nearly every request needs no
         other, and the rest under backoff. Raises `_Retryable` once the policy gives up."""
         call.attempts += 1
+        if not self._answered:
+            call.started = time.monotonic()
         try:
             return await self._attempt(call)
         except _Retryable as failure:
@@ -291,6 +340,10 @@ class Transport:
                 return await self._send_once(
                     session, call.method, call.path, call.body, call.params
                 )
+            except _Retryable as failure:
+                if failure.unreachable and not self._answered:
+                    _limit_first_contact(call, failure)
+                raise
             finally:
                 self._in_flight -= 1
 
@@ -316,20 +369,113 @@ class Transport:
                 headers=headers,
             ) as http_response:
                 status = http_response.status
+                self._answered = True
                 content = await http_response.read()
                 retry_after = retry_after_seconds(http_response.headers.get("Retry-After"))
         except TimeoutError:
-            raise _Retryable("timeout", None, f"no answer within {self.timeout}s") from None
-        except aiohttp.ClientError as error:
             raise _Retryable(
-                "connection_error", None, f"connection failed: {type(error).__name__}"
+                "timeout", None, f"{self._peer}: no answer within {self.timeout:g}s"
             ) from None
+        except aiohttp.ClientError as error:
+            raise _connection_failure(error, self._peer) from None
         response = Response(status, content, retry_after, generation)
         if classify_status(status) is Disposition.RETRY:
             if retry_after is not None:
                 self._gate.pause(min(retry_after, self.retry.max_elapsed))
             raise _Retryable(f"http_{status}", response, f"HTTP {status}")
         return response
+
+
+def _connection_failure(error: aiohttp.ClientError, peer: str) -> _Retryable:
+    """The failure, in plain words that name host:port.
+
+    Built from the error's parts, never from its repr(): that shows aiohttp's connection key,
+    proxy credentials included."""
+    unreachable = False
+    if isinstance(error, aiohttp.ClientConnectorError):
+        peer = _host_port(error.host, error.port)
+        if isinstance(error, aiohttp.ClientConnectorDNSError):
+            reason, unreachable = "name not resolved", True
+        elif isinstance(error, aiohttp.ClientConnectorCertificateError):
+            reason = f"TLS failure: {_tls_reason(error.certificate_error)}"
+        elif isinstance(error, aiohttp.ClientSSLError):
+            reason = f"TLS failure: {_tls_reason(error.os_error)}"
+        elif error.os_error.errno == errno.ECONNREFUSED:
+            reason, unreachable = "connection refused", True
+        else:
+            reason = _os_reason(error.os_error)
+    elif isinstance(error, aiohttp.ServerDisconnectedError):
+        reason = "server closed the connection"
+    elif isinstance(error, aiohttp.ServerFingerprintMismatch):
+        reason = "TLS failure: certificate fingerprint mismatch"
+    elif isinstance(error, aiohttp.ClientPayloadError):
+        reason = "the answer was cut short"
+    elif isinstance(error, OSError):
+        reason = _os_reason(error)
+    else:
+        reason = type(error).__name__
+    return _Retryable(
+        "connection_error",
+        None,
+        f"{peer}: {reason}",
+        unreachable=unreachable,
+        peer=peer,
+        reason=reason,
+    )
+
+
+def _tls_reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return str(error.verify_message)
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return str(error.reason).lower().replace("_", " ")  # WRONG_VERSION_NUMBER
+    # Not _os_reason: an SSLError's errno is OpenSSL's code, not the operating system's.
+    return str(error) or type(error).__name__
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error.errno, int) and error.errno > 0:
+        text = os.strerror(error.errno)
+        return text[:1].lower() + text[1:]  # "no route to host"
+    return str(error) or type(error).__name__
+
+
+def _limit_first_contact(call: _Call, failure: _Retryable) -> None:
+    """Shorten the retries of a request that may never have reached Pleo (see the module)."""
+    failure.first_contact = True
+    remaining = FIRST_CONTACT_SECONDS - (time.monotonic() - call.started)
+    if call.attempts >= FIRST_CONTACT_ATTEMPTS or remaining <= 0:
+        failure.give_up = True
+    else:
+        failure.wait_at_most = remaining
+
+
+def _gives_up(failure: _Retryable) -> bool:
+    return failure.give_up
+
+
+def _wait_at_most(failure: _Retryable) -> float | None:
+    return failure.wait_at_most
+
+
+def _gave_up_message(method: str, path: str, failure: _Retryable, attempts: int) -> str:
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if failure.first_contact:
+        return (
+            f"{method} {path}: never reached {failure.peer}: {failure.reason} ({tries}); "
+            "check the base URL"
+        )
+    return f"{method} {path}: {failure.detail} (gave up after {tries})"
+
+
+def _peer_of(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    return _host_port(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+
+
+def _host_port(host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
 
 
 def _query(params: Mapping[str, str | list[str]] | None) -> list[tuple[str, str]] | None:

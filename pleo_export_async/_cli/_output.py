@@ -56,7 +56,8 @@ class Output:
         for renderable in renderables:
             if isinstance(renderable, str):
                 # Text from Pleo or a results file may hold brackets: never read it as markup.
-                self.stdout.print(renderable, markup=False, soft_wrap=True)
+                # Wrapped to a terminal's width; whole lines down a pipe.
+                self.stdout.print(renderable, markup=False, soft_wrap=not self.stdout.is_terminal)
             else:
                 self.stdout.print(renderable)
 
