@@ -64,6 +64,12 @@ class Credential(Protocol):
 def require_safe_url(field: str, url: str) -> str:
     """`url` without a trailing slash; plain http is refused unless it points at loopback."""
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Shown without them: the error is for a log, and credentials go in `auth`.
+        shown = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+        raise InvalidInput(
+            field, shown, "must not hold a user name or password; pass credentials as auth="
+        )
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidInput(field, url, "must be an absolute https:// URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
