@@ -210,10 +210,10 @@ class PleoExportClient:
         """Export one job from start to finish: start or resume it, run `handler` on each item
         that still needs a result, report the results as they come, and complete the job.
 
-        `handler(item)` gets an `ExportItem` (the item's accounting data) and returns its
-        `ItemUpdate`. An exception it raises, or a result that is not an `ItemUpdate` for that
-        item, fails the item with `unexpected_failure` and the job goes on. At most
-        `concurrency` handler calls run at once.
+        `handler(item)` is an async function: it gets an `ExportItem` (the item's accounting
+        data) and returns its `ItemUpdate`. An exception it raises, or a result that is not an
+        `ItemUpdate` for that item, fails the item with `unexpected_failure` and the job goes
+        on. At most `concurrency` handler calls run at once.
 
         With a durable `ledger`, a run after a crash calls the handler only for the items Pleo
         has no result for. Setting `stop` stops it taking new items: the results already made
@@ -228,7 +228,9 @@ class PleoExportClient:
         Returns the outcome of the job's final event, or None when stopped. Raises:
 
         * `InvalidInput` for a bad argument (a `job_id` that is not a UUID, a `concurrency`
-          below 1, a `handler` that is not callable), before any request;
+          below 1, a `handler` that is not callable), before any request; and for a handler
+          whose first call gives no awaitable (a plain function), at that call, with nothing
+          more sent and the job left open;
         * `JobFinished` if the job was closed by someone else;
         * `JobNotFound` if Pleo does not know the job;
         * `MissingContraAccounts` if Pleo gives no export data for it (nothing is sent);
@@ -279,7 +281,8 @@ class PleoExportClient:
 
         Returns the outcomes of the jobs this call completed, by job ID.
 
-        Raises `InvalidInput` for a bad argument, before any request. A job's own errors
+        Raises `InvalidInput` for a bad argument, before any request, and for a handler whose
+        call gives no awaitable, taking no other job. A job's own errors
         (`JobLeased`, `JobFinished`, `LeaseLost`, `ApiError`, `LedgerError`, ...) are logged and
         do not stop the others. With `once=True`, an error listing the jobs
         (`AuthenticationError`, `PermissionDenied`, `ApiError`, `TransportError`) is raised;

@@ -9,11 +9,13 @@ and the final event's row, intended, then delivered with its outcome.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Any
 
 import attrs
 import cattrs
 
 from . import _codec
+from ._checks import PLAIN_HTTP_URL, http_url_problem
 from ._core._acknowledgements import Acknowledgements
 from ._core._batches import Batch, read_back
 from ._errors import UnexpectedResponse
@@ -95,10 +97,27 @@ def read_batch(body: bytes, acknowledged: str | None, in_flight: dict[str, ItemU
         if acknowledged_ids is not None and entry_id in acknowledged_ids:
             in_flight.pop(entry_id, None)
             if item["status"] != "successful":
-                others[entry_id] = _codec.from_wire(item, ItemUpdate)
+                others[entry_id] = _stored_update(item)
         else:
-            in_flight[entry_id] = _codec.from_wire(item, ItemUpdate)
+            in_flight[entry_id] = _stored_update(item)
     return read_back(ids, acknowledged_ids, others)
+
+
+def _stored_update(item: dict[str, Any]) -> ItemUpdate:
+    """An update as the ledger holds it, which is what was sent. One that earlier versions
+    accepted and this one would refuse (an `external_url` that is no http(s) URL) reads back
+    as it was, so that a resend after an upgrade sends the very same update (R13, R22)."""
+    url = item.get("externalUrl")
+    if url is None or (
+        isinstance(url, str) and (PLAIN_HTTP_URL.fullmatch(url) or http_url_problem(url) is None)
+    ):
+        return _codec.from_wire(item, ItemUpdate)
+    update = _codec.from_wire(
+        {name: value for name, value in item.items() if name != "externalUrl"}, ItemUpdate
+    )
+    # Frozen: set past attrs, as its own constructor does.
+    object.__setattr__(update, "external_url", url)
+    return update
 
 
 def settle_in_flight(in_flight: dict[str, ItemUpdate], batch: Batch) -> None:

@@ -15,7 +15,13 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterab
 from contextlib import AbstractAsyncContextManager
 
 from ._checks import enum_member, optional_text
-from ._core._decision import EventChoice, Tally, choose_event_for, with_rejections
+from ._core._decision import (
+    EventChoice,
+    Tally,
+    choose_event_for,
+    nothing_to_decide,
+    with_rejections,
+)
 from ._core._tracker import ItemTracker
 from ._enums import ItemStatus, JobEvent, JobFailureReasonType, JobStatus
 from ._errors import IncompleteJob, InvalidInput, JobFinished, JobStateConflict
@@ -258,7 +264,8 @@ class JobRun:
 
         Waits for a running `update()`; refuses (sending nothing) while any submitted item is
         unacknowledged; picks `completed`, `completed_with_errors` or `failed` from what was
-        acknowledged and rejected, unless `event` says otherwise.
+        acknowledged and rejected (rejections of IDs that are not items of the job left out),
+        unless `event` says otherwise.
 
         Raises `InvalidInput` for a bad `event`, `failure_reason` or `failure_reason_type`, and
         `IncompleteJob` while items are unacknowledged, both sending nothing; `JobFinished` when
@@ -289,11 +296,7 @@ class JobRun:
             await self._recheck_refusals(job_ledger, tracker)
             tally = self._tally(job_ledger, tracker)
             if tally.total == 0 and chosen_event is None:
-                raise IncompleteJob(
-                    self.job_id,
-                    (),
-                    "no item update was acknowledged or rejected; pass event= to close it anyway",
-                )
+                raise IncompleteJob(self.job_id, (), nothing_to_decide(tally))
             choice = choose_event_for(tally, chosen_event, failure_reason, reason_type)
             return await self._events.send(job_ledger, choice, tally)
 
@@ -338,7 +341,7 @@ class JobRun:
         acknowledgements = job_ledger.acknowledgements
         return with_rejections(
             acknowledgements.tally(),
-            (entry_id for entry_id, _ in tracker.rejected()),
+            tracker.rejections(),
             lambda entry_id: acknowledgements.acknowledged(entry_id) is not None,
         )
 

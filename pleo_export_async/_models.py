@@ -12,7 +12,15 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from ._checks import CANONICAL_UUID, aware_datetime, enum_member, optional_text, uuid_string
+from ._checks import (
+    CANONICAL_UUID,
+    PLAIN_HTTP_URL,
+    aware_datetime,
+    enum_member,
+    http_url,
+    optional_text,
+    uuid_string,
+)
 from ._enums import (
     ItemFailureReasonType,
     ItemStatus,
@@ -24,6 +32,7 @@ from ._errors import InvalidInput
 T = TypeVar("T")
 
 _is_canonical_uuid = CANONICAL_UUID.fullmatch
+_is_plain_http_url = PLAIN_HTTP_URL.fullmatch
 
 _ABANDONED = ItemStatus.ABANDONED
 _FAILED = ItemStatus.FAILED
@@ -92,8 +101,11 @@ class ItemUpdate(_ItemUpdateFields):
             aware_datetime("exported_at", self.exported_at)
         if self.external_id is not None and type(self.external_id) is not str:
             optional_text("external_id", self.external_id)
-        if self.external_url is not None and type(self.external_url) is not str:
-            optional_text("external_url", self.external_url)
+        external_url = self.external_url
+        if external_url is not None and (
+            type(external_url) is not str or not _is_plain_http_url(external_url)
+        ):
+            http_url("external_url", external_url)
         # A reason is shown to the bookkeeper: an empty (or blank) one is refused.
         failure_reason = self.failure_reason
         if failure_reason is not None and (
@@ -125,14 +137,24 @@ class ItemUpdate(_ItemUpdateFields):
         external_url: str | None = None,
         exported_at: datetime | None = None,
     ) -> ItemUpdate:
-        """The item was created in the accounting system."""
+        """The item was created in the accounting system.
+
+        `external_url`, where the bookkeeper finds the entry, is an absolute http or https URL
+        with a host and no spaces or control characters (percent-encode them). Raises
+        `InvalidInput`, naming the argument and the value, for an `accounting_entry_id` that
+        is not a UUID, a URL that is not one, an `external_id` or `external_url` that is not a
+        string, or a naive `exported_at`.
+        """
         if (
             cls is ItemUpdate
             and exported_at is None
             and type(accounting_entry_id) is str
             and _is_canonical_uuid(accounting_entry_id)
             and (external_id is None or type(external_id) is str)
-            and (external_url is None or type(external_url) is str)
+            and (
+                external_url is None
+                or (type(external_url) is str and _is_plain_http_url(external_url))
+            )
         ):
             # What nearly every connector passes, already valid: built without the generated
             # __init__ and its post-init checks (see _ItemUpdateFields).

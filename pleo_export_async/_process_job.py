@@ -19,7 +19,7 @@ import attrs
 
 from . import _checks
 from ._enums import ItemFailureReasonType, ItemStatus, JobStatus
-from ._errors import JobFinished
+from ._errors import InvalidInput, JobFinished
 from ._export_items import ExportItem
 from ._job import JobRun
 from ._ledger import Ledger
@@ -28,8 +28,10 @@ from ._report import CompletionOutcome, ProgressCallback
 
 logger = logging.getLogger("pleo_export_async")
 
-#: The connector's work on one item: post it to the ERP, say how it went.
-Handler = Callable[[ExportItem], Awaitable[ItemUpdate] | ItemUpdate]
+#: The connector's work on one item: post it to the ERP, say how it went. An async function
+#: (or anything whose call gives an awaitable): a plain function would hold up the event loop,
+#: and with it every batch, timer and lease of the client, while it waits for the ERP.
+Handler = Callable[[ExportItem], Awaitable[ItemUpdate]]
 
 #: Item statuses that still need a result from the connector (Pleo's control layer guidance).
 _NEEDS_RESULT = frozenset({ItemStatus.PENDING.value, ItemStatus.IN_PROGRESS.value})
@@ -60,7 +62,7 @@ async def process_job(
     on_progress: ProgressCallback | None = None,
     wait: bool = True,
 ) -> CompletionOutcome | None:
-    _checks.function("handler", handler, of="an ExportItem")
+    _checks.async_function("handler", handler, of="an ExportItem")
     _checks.whole_number("concurrency", concurrency, low=1)
     run = client.job(job_id, ledger=ledger, wait=wait)
     # Held throughout, so that no other worker starts the job, or calls its own handler on an
@@ -133,13 +135,25 @@ async def _results(
 
     A slot is held from the handler call until its result is taken, so at most `concurrency`
     items are being handled or waiting to be sent.
+
+    A call of the handler that gives no awaitable stops the stream with `InvalidInput`, before
+    any result is taken after it; the handler is not called again.
     """
     slots = asyncio.Semaphore(concurrency)
     ready: asyncio.Queue[ItemUpdate | _End] = asyncio.Queue()
     loop = asyncio.get_running_loop()
+    refused: list[InvalidInput] = []
 
     async def handle(item: ExportItem) -> None:
-        ready.put_nowait(await _result_of(run.job_id, handler, item))
+        if refused:
+            return  # a plain function may have done its ERP work already: not one call more
+        try:
+            result = await _result_of(run.job_id, handler, item)
+        except InvalidInput as refusal:
+            refused.append(refusal)
+            ready.put_nowait(_End(refusal))
+            return
+        ready.put_nowait(result)
 
     async def feed() -> None:
         failure: Exception | None = None
@@ -151,7 +165,7 @@ async def _results(
                             if item.accounting_entry_id not in needed:
                                 continue
                             await slots.acquire()
-                            if stop.is_set():
+                            if stop.is_set() or refused:
                                 slots.release()
                                 break
                             needed.discard(item.accounting_entry_id)
@@ -164,7 +178,7 @@ async def _results(
             if failure is not None:
                 ready.put_nowait(_End(failure))
                 return
-            if not stop.is_set():
+            if not stop.is_set() and not refused:
                 for entry_id in sorted(needed):
                     # Pleo listed the item as needing a result but gave no data for it.
                     await slots.acquire()
@@ -184,6 +198,8 @@ async def _results(
     try:
         while True:
             result = await ready.get()
+            if refused:
+                raise refused[0]
             if isinstance(result, _End):
                 if result.error is not None:
                     raise result.error
@@ -197,16 +213,22 @@ async def _results(
 
 
 async def _result_of(job_id: str, handler: Handler, item: ExportItem) -> ItemUpdate:
-    """The handler's update for the item, or a `failed` one saying what went wrong with it."""
+    """The handler's update for the item, or a `failed` one saying what went wrong with it.
+
+    Raises `InvalidInput` when the call gives no awaitable: the handler is not an async
+    function, and what it returned says nothing of the item that can be trusted."""
     entry_id = item.accounting_entry_id
     extra = {"job_id": job_id, "accounting_entry_id": entry_id}
     try:
-        result = handler(item)
-        if inspect.isawaitable(result):
-            result = await result
+        called: object = handler(item)
     except Exception as error:
-        logger.exception("the handler failed on an item; it is reported failed", extra=extra)
-        return _failed(entry_id, f"{type(error).__name__}: {error}" if str(error) else repr(error))
+        return _failed_by(error, extra)
+    if not inspect.isawaitable(called):
+        raise _not_awaitable(handler, called)
+    try:
+        result = await called
+    except Exception as error:
+        return _failed_by(error, extra)
     if not isinstance(result, ItemUpdate):
         kind = type(result).__name__
         logger.error("the handler returned %s, not an ItemUpdate", kind, extra=extra)
@@ -215,6 +237,23 @@ async def _result_of(job_id: str, handler: Handler, item: ExportItem) -> ItemUpd
         logger.error("the handler returned an update for another item", extra=extra)
         return _failed(entry_id, "the connector returned the result of another item")
     return result
+
+
+def _not_awaitable(handler: Handler, result: object) -> InvalidInput:
+    return InvalidInput(
+        "handler",
+        handler,
+        f"returned {type(result).__name__}, not an awaitable: it must be an async function of an"
+        " ExportItem (async def ...); nothing more is sent for the job, which stays open",
+    )
+
+
+def _failed_by(error: Exception, extra: dict[str, str]) -> ItemUpdate:
+    """The item failed with the handler's exception; called while it is being handled, so the
+    log carries its traceback."""
+    logger.exception("the handler failed on an item; it is reported failed", extra=extra)
+    reason = f"{type(error).__name__}: {error}" if str(error) else repr(error)
+    return _failed(extra["accounting_entry_id"], reason)
 
 
 def _failed(entry_id: str, reason: str) -> ItemUpdate:

@@ -27,7 +27,9 @@ class UpdateReport:
     costs next to nothing, `len()` is free, and looking an ID up builds the mapping once.
 
     * `acknowledged`: Pleo acknowledged the update in this call (the value is the status sent).
-    * `rejected`: Pleo refused it with a permanent per-item error.
+    * `rejected`: Pleo refused it with a permanent per-item error. An ID that is not one of
+      the job's items is rejected with `ACCOUNTING_ENTRY_DOES_NOT_EXIST`: listed here, but left
+      out of the counts and the event of `complete()`.
     * `skipped`: not sent, because Pleo had already acknowledged it (in this run, an earlier
       one, or another JobRun sharing the ledger).
     * `unacknowledged`: sent (or about to be) but never acknowledged: the value says why. These
@@ -47,7 +49,13 @@ class UpdateReport:
 
 @attrs.frozen
 class CompletionOutcome:
-    """How the job was closed: the final event and the counts behind it."""
+    """How the job was closed: the final event and the counts behind it.
+
+    The counts are of the job's items: `successful` and `failed` as Pleo acknowledged them,
+    `rejected` those Pleo refused for good. An update for an ID that is not one of the job's
+    items (Pleo rejects it with `ACCOUNTING_ENTRY_DOES_NOT_EXIST`) is in no count here and does
+    not decide the event; the `UpdateReport` of its `update()` call lists it in `rejected`.
+    """
 
     job_id: str
     event: JobEvent
@@ -55,7 +63,7 @@ class CompletionOutcome:
     failure_reason_type: JobFailureReasonType | None
     successful: int
     failed: int
-    rejected: int
+    rejected: int  # the job's items refused by Pleo for good
     #: True when the event was not sent by this call because Pleo already had it (a retry whose
     #: first attempt landed, or a run before a crash); the job is in the event's status either way.
     already_delivered: bool = False

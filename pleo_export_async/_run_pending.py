@@ -10,7 +10,7 @@ import logging
 
 from . import _checks
 from ._enums import JobStatus
-from ._errors import JobFinished, JobLeased, PleoExportError
+from ._errors import InvalidInput, JobFinished, JobLeased, PleoExportError
 from ._ledger import Ledger
 from ._process_job import Handler, JobSource, process_held_job
 from ._report import CompletionOutcome
@@ -33,7 +33,7 @@ async def run_pending(
     stop: asyncio.Event | None,
     once: bool,
 ) -> dict[str, CompletionOutcome]:
-    _checks.function("handler", handler, of="an ExportItem")
+    _checks.async_function("handler", handler, of="an ExportItem")
     _checks.whole_number("jobs_at_once", jobs_at_once, low=1)
     _checks.whole_number("concurrency", concurrency, low=1)
     _checks.positive_seconds("poll_interval", poll_interval, "must be a number of seconds above 0")
@@ -43,6 +43,10 @@ async def run_pending(
     stopped = stop if stop is not None else asyncio.Event()
     completed: dict[str, CompletionOutcome] = {}
     slots = asyncio.Semaphore(jobs_at_once)
+    # A handler that gave no awaitable is the caller's mistake, and every job would meet it: no
+    # job is taken after it, and it is raised once the jobs under way have ended.
+    refused: list[InvalidInput] = []
+    halted = asyncio.Event()  # set with the first refusal, to end the wait between rounds
 
     working: set[str] = set()  # this worker's jobs under way: not offered to it again
 
@@ -54,6 +58,10 @@ async def run_pending(
                     # Closed by another worker between our listing and our turn.
                     return
                 outcome = await process_held_job(run, handler, concurrency, stopped, None)
+        except InvalidInput as error:
+            # The arguments were checked up front: what is left is the handler's first call.
+            refused.append(error)
+            halted.set()
         except JobLeased:
             logger.debug("job held by another worker; skipped", extra={"job_id": job_id})
         except JobFinished:
@@ -74,7 +82,7 @@ async def run_pending(
             if job.id in working:
                 continue
             await slots.acquire()
-            if stopped.is_set():
+            if stopped.is_set() or halted.is_set():
                 slots.release()
                 return
             working.add(job.id)
@@ -82,7 +90,7 @@ async def run_pending(
 
     listing_failed: PleoExportError | None = None
     async with asyncio.TaskGroup() as group:
-        while not stopped.is_set():
+        while not stopped.is_set() and not halted.is_set():
             try:
                 await one_round(group)
             except PleoExportError as error:
@@ -96,7 +104,19 @@ async def run_pending(
             if once:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), timeout=poll_interval)
+                await asyncio.wait_for(_either(stopped, halted), timeout=poll_interval)
+    if refused:
+        raise refused[0]
     if listing_failed is not None:
         raise listing_failed
     return completed
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    """Wait until one of the two events is set."""
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -34,6 +34,9 @@ MIXED = [SUCCESSFUL_A, FAILED_B, IN_PROGRESS_C]
 
 ENTRY_IDS = st.uuids().map(str)
 TEXTS = st.none() | st.text(max_size=8)
+URLS = st.none() | st.text(alphabet="abc019/?#=-_~%", max_size=8).map(
+    "https://erp.example/".__add__
+)
 #: A failure reason is left out or says something: blank text is refused.
 REASONS = st.none() | st.text(max_size=8).filter(str.strip)
 DATETIMES = st.none() | st.integers(min_value=0, max_value=10**6).map(
@@ -46,7 +49,7 @@ SUCCESSFUL_UPDATES = st.builds(
     ItemUpdate.successful,
     st.just(ID_A),
     external_id=TEXTS,
-    external_url=TEXTS,
+    external_url=URLS,
     exported_at=DATETIMES,
 )
 FAILED_UPDATES = st.builds(
@@ -86,6 +89,14 @@ def other_text(data: st.DataObject, current: str | None) -> str | None:
     return value
 
 
+def other_url(data: st.DataObject, current: str | None) -> str | None:
+    """An optional URL other than `current`."""
+    value = data.draw(URLS)
+    if value == current:
+        return "https://erp.example/x" if current is None else current + "x"
+    return value
+
+
 def other_successful(data: st.DataObject, update: ItemUpdate) -> ItemUpdate:
     """A successful update of the same ID that differs from `update` in one optional field."""
     field = data.draw(OPTIONAL_FIELDS)
@@ -98,7 +109,7 @@ def other_successful(data: st.DataObject, update: ItemUpdate) -> ItemUpdate:
     elif field == "external_id":
         changed = attrs.evolve(update, external_id=other_text(data, update.external_id))
     else:
-        changed = attrs.evolve(update, external_url=other_text(data, update.external_url))
+        changed = attrs.evolve(update, external_url=other_url(data, update.external_url))
     assert changed.status is ItemStatus.SUCCESSFUL
     assert changed != update
     return changed

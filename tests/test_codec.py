@@ -120,7 +120,8 @@ successful_updates = st.builds(
     ItemUpdate.successful,
     entry_ids,
     external_id=optional_text,
-    external_url=optional_text,
+    external_url=st.none()
+    | st.text(alphabet="abc019/?#=&-._~%ü", max_size=20).map("https://erp.example.com/".__add__),
     exported_at=st.none() | aware_datetimes,
 )
 failed_updates = st.builds(

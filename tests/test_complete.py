@@ -51,16 +51,29 @@ async def test_some_failed_sends_completed_with_errors_with_counts(fake: FakePle
     assert fake.job_payload(job.id)["status"] == "completed_with_errors"
 
 
-async def test_rejected_items_count_as_errors(fake: FakePleo) -> None:
-    """An item Pleo rejected makes an otherwise successful job completed_with_errors."""
-    job = fake.create_job(items=4)
-    stranger = "00000000-0000-4000-8000-000000000003"
-    async with client_for(fake) as client:
-        run = client.job(job.id)
-        await run.update([*successful_updates(job.item_ids), ItemUpdate.successful(stranger)])
-        outcome = await run.complete()
+async def test_rejected_items_count_as_errors() -> None:
+    """An item of the job that Pleo rejected makes an otherwise successful job
+    completed_with_errors."""
+    # Not strict: a strict fake refuses any completion while the rejected item is still pending.
+    async with FakePleo(seed=7, strict=False) as fake:
+        job = fake.create_job(items=4)
+        updates = successful_updates(job.item_ids)
+        async with client_for(fake) as client:
+            run = client.job(job.id)
+            await run.update(updates[:3])
+            fake.faults = Faults(
+                item_error=FaultSpec(at={len(fake.journal.requests) + 1}),
+                item_error_type="ITEM_LOCKED",
+            )
+            report = await run.update(updates[3:])
+            fake.faults = Faults()
+            outcome = await run.complete()
+        (event,) = fake.journal.final_events_applied(job.id)
+    assert set(report.rejected) == {job.item_ids[3]}
     assert outcome.event is JobEvent.COMPLETED_WITH_ERRORS
-    assert outcome.rejected == 1
+    assert (outcome.successful, outcome.failed, outcome.rejected) == (3, 0, 1)
+    assert event.body["event"] == "completed_with_errors"
+    assert "1 of 4 items" in event.body["failureReason"]
 
 
 async def test_nothing_successful_sends_failed_with_a_job_level_type(fake: FakePleo) -> None:

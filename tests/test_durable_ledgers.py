@@ -332,6 +332,26 @@ async def test_records_survive_closing_and_reopening(durable: Durable) -> None:
         assert record.outcome == outcome
 
 
+async def test_an_update_an_earlier_version_accepted_reads_back_as_it_was_sent(
+    durable: Durable,
+) -> None:
+    """An in-flight update whose external_url this version would refuse (earlier ones took any
+    string) reads back, URL and all, so that the resend is the same update."""
+    sent = ItemUpdate.successful(ENTRY_1, external_id="JE-1", external_url="https://x.example/1")
+    async with durable.process() as ledger, working(ledger, JOB_A) as job:
+        tracker = new_tracker(job.acknowledgements)
+        tracker.begin_call()
+        batch = planned(tracker, [sent])
+        body = encode_item_updates(batch.updates or ()).replace(
+            b"https://x.example/1", b"erp entry 1"
+        )
+        await job.record_in_flight(batch, body)
+    async with durable.process() as ledger, working(ledger, JOB_A) as job:
+        [(entry_id, update)] = job.in_flight_at_open().items()
+    assert entry_id == ENTRY_1
+    assert (update.external_id, update.external_url) == ("JE-1", "erp entry 1")
+
+
 async def test_a_partly_acknowledged_batch_reads_back_as_that_part(durable: Durable) -> None:
     """Of a batch Pleo acknowledged in part, only that part reads back acknowledged; the rest is
     in flight at open, with its updates."""

@@ -286,10 +286,28 @@ def test_equal_item_updates_compare_and_hash_equal() -> None:
     assert len({first, other, failed}) == 3
 
 
+#: URL paths: the characters of RFC 3986 that need no percent-encoding, and some that do.
+URL_PATHS = st.text(alphabet="abcXYZ019/?#=&-._~%:@!$'()*+,;ü", max_size=15).map("/".__add__)
+#: External URLs of the plain shape `successful()` takes on its fast path, and of the shapes (a
+#: user name, a host or path that is not ASCII) that only the parsing check accepts.
+EXTERNAL_URLS = st.builds(
+    str.__add__,
+    st.sampled_from(
+        [
+            "https://erp.example.com",
+            "http://erp.example.com:8443",
+            "https://books@erp.example.com",
+            "https://bü.example",
+        ]
+    ),
+    st.just("") | URL_PATHS,
+)
+
+
 @given(
     entry_id=st.uuids().map(str),
     external_id=st.none() | st.text(max_size=20),
-    external_url=st.none() | st.text(max_size=20),
+    external_url=st.none() | EXTERNAL_URLS,
 )
 def test_the_successful_builder_equals_the_general_constructor(
     entry_id: str, external_id: str | None, external_url: str | None

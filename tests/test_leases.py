@@ -23,6 +23,7 @@ import pytest
 from crash_child import crash_updates
 from helpers import client_for, successful_updates, wait_until
 from pleo_export_async import (
+    ExportItem,
     ItemUpdate,
     JobFinished,
     JobLeased,
@@ -41,6 +42,11 @@ WORKER = Path(__file__).with_name("lease_worker.py")
 #: must leave the lease room to spare (PostgresLedger refuses otherwise).
 LEASE_TTL = 3.0
 TIMEOUT = 0.5
+
+
+async def book(item: ExportItem) -> ItemUpdate:
+    """A connector's handler that books every item."""
+    return ItemUpdate.successful(item.accounting_entry_id)
 
 
 @contextlib.asynccontextmanager
@@ -128,10 +134,7 @@ async def test_wait_false_raises_job_leased_at_once_naming_the_holder(
         with pytest.raises(JobLeased) as leased:
             await impatient.update(successful_updates(job.item_ids))
         with pytest.raises(JobLeased):
-            await client_b.process_job(
-                job.id, lambda item: ItemUpdate.successful(item.accounting_entry_id),
-                ledger=ledger_b, wait=False,
-            )  # fmt: skip
+            await client_b.process_job(job.id, book, ledger=ledger_b, wait=False)
     assert leased.value.job_id == job.id
     assert leased.value.holder == ledger_a.holder
     assert ledger_a.holder in str(leased.value)

@@ -31,7 +31,8 @@ SUCCESSES = st.builds(
     ItemUpdate.successful,
     IDS,
     external_id=st.none() | TEXTS,
-    external_url=st.none() | TEXTS.map(lambda text: f"https://erp.example/{text.strip()}"),
+    external_url=st.none()
+    | TEXTS.map(lambda text: f"https://erp.example/{text.strip().replace(' ', '%20')}"),
     exported_at=st.none() | MOMENTS,
 )
 FAILURES = st.builds(
@@ -134,6 +135,16 @@ def test_a_result_the_library_could_not_have_sent_has_no_update_behind_it() -> N
     assert update_behind_result(item) is None
 
 
+def test_a_successful_item_with_a_url_this_version_refuses_still_counts_successful() -> None:
+    """A successful item whose externalUrl is no http(s) URL (another connector's, or an
+    earlier version's) has a successful update behind it, without that URL."""
+    entry_id = str(uuid.uuid4())
+    item = ExportJobItem(
+        entry_id, JOB_ID, "successful", external_id="JE-9", external_url="erp entry 9"
+    )
+    assert update_behind_result(item) == ItemUpdate.successful(entry_id, external_id="JE-9")
+
+
 COUNTS = st.integers(min_value=0, max_value=50)
 
 
@@ -150,7 +161,8 @@ def test_a_rejection_counts_only_for_an_item_never_acknowledged(
     earlier = set(
         data.draw(st.lists(st.sampled_from(rejected_ids), unique=True)) if rejected_ids else []
     )
-    tally = with_rejections(acknowledged, rejected_ids, earlier.__contains__)
+    rejections = [(entry_id, "EXPORT_ENTRY_STATUS_UPDATE_FAILED") for entry_id in rejected_ids]
+    tally = with_rejections(acknowledged, rejections, earlier.__contains__)
     new = len(rejected_ids) - len(earlier)
     assert tally.rejected == new
     assert (tally.successful, tally.failed) == (acknowledged.successful, acknowledged.failed)

@@ -9,6 +9,15 @@ import attrs
 
 from pleo_export_async._enums import JobEvent, JobFailureReasonType
 
+#: The per-item error Pleo gives an update whose ID is none of the job's items.
+NOT_AN_ITEM_OF_THE_JOB = "ACCOUNTING_ENTRY_DOES_NOT_EXIST"
+
+
+def names_no_item_of_the_job(error_type: str | None) -> bool:
+    """Whether Pleo rejected an update because its ID is not one of the job's items (Pleo
+    writes the type in upper and in lower case)."""
+    return error_type is not None and error_type.upper() == NOT_AN_ITEM_OF_THE_JOB
+
 
 @attrs.frozen
 class Tally:
@@ -19,27 +28,57 @@ class Tally:
     rejected: int = 0  # refused by Pleo with a permanent per-item error
     #: Item-level failure types of the failed items, and of the rejected ones `validation_failure`.
     failure_types: Mapping[str, int] = attrs.field(factory=dict)
+    #: Updates rejected because their ID is none of the job's items: not the job's results, so
+    #: in no count above, not in `total`, and never a reason for the event.
+    not_in_job: int = 0
 
     @property
     def total(self) -> int:
+        """The job's items with a result: what the event is chosen from."""
         return self.successful + self.failed + self.rejected
 
 
 def with_rejections(
-    acknowledged: Tally, rejected_ids: Iterable[str], was_acknowledged: Callable[[str], bool]
+    acknowledged: Tally,
+    rejections: Iterable[tuple[str, str | None]],
+    was_acknowledged: Callable[[str], bool],
 ) -> Tally:
     """The tally of a job: what Pleo acknowledged, plus each rejected item that it never
     acknowledged, counted as a `validation_failure`.
 
-    An item rejected now but acknowledged earlier is in whatever state Pleo acknowledged, so it
-    is counted once, as that."""
+    `rejections` are the rejected IDs with Pleo's error type. An item rejected now but
+    acknowledged earlier is in whatever state Pleo acknowledged, so it is counted once, as that.
+    An ID Pleo says is none of the job's items (`ACCOUNTING_ENTRY_DOES_NOT_EXIST`) is counted
+    apart, in `not_in_job`: an update for another job's item, say, says nothing about this
+    job's."""
     failure_types = Counter(acknowledged.failure_types)
-    rejected = 0
-    for entry_id in rejected_ids:
-        if not was_acknowledged(entry_id):
+    rejected = not_in_job = 0
+    for entry_id, error_type in rejections:
+        if was_acknowledged(entry_id):
+            continue
+        if names_no_item_of_the_job(error_type):
+            not_in_job += 1
+        else:
             rejected += 1
             failure_types[JobFailureReasonType.VALIDATION_FAILURE.value] += 1
-    return attrs.evolve(acknowledged, rejected=rejected, failure_types=dict(failure_types))
+    return attrs.evolve(
+        acknowledged,
+        rejected=rejected,
+        failure_types=dict(failure_types),
+        not_in_job=not_in_job,
+    )
+
+
+def nothing_to_decide(tally: Tally) -> str:
+    """Why the counts choose no event for a job none of whose items has a result: what
+    `complete()` says when it refuses to guess."""
+    if not tally.not_in_job:
+        return "no item update was acknowledged or rejected; pass event= to close it anyway"
+    return (
+        "no update of the job's items was acknowledged or rejected: the"
+        f" {tally.not_in_job} rejected update(s) for IDs that are not items of the job"
+        f" ({NOT_AN_ITEM_OF_THE_JOB}) are left out of its counts; pass event= to close it anyway"
+    )
 
 
 @attrs.frozen

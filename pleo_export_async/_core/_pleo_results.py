@@ -43,12 +43,7 @@ def update_behind_result(item: ExportJobItem) -> ItemUpdate | None:
     failure reason, say) gives None: it is left to Pleo."""
     try:
         if item.status == ItemStatus.SUCCESSFUL:
-            return ItemUpdate.successful(
-                item.accounting_entry_id,
-                external_id=item.external_id,
-                external_url=item.external_url,
-                exported_at=item.exported_at,
-            )
+            return _successful(item, item.external_url)
         if item.status == ItemStatus.FAILED:
             known = item.failure_reason_type in _ITEM_FAILURE_TYPES
             return ItemUpdate.failed(
@@ -59,3 +54,19 @@ def update_behind_result(item: ExportJobItem) -> ItemUpdate | None:
     except InvalidInput:
         return None
     return None
+
+
+def _successful(item: ExportJobItem, external_url: str | None) -> ItemUpdate:
+    try:
+        return ItemUpdate.successful(
+            item.accounting_entry_id,
+            external_id=item.external_id,
+            external_url=external_url,
+            exported_at=item.exported_at,
+        )
+    except InvalidInput as error:
+        if error.field != "external_url":
+            raise
+        # Set by another connector, or by an earlier version that took any string: the item
+        # is successful all the same, and that is what the job's counts need.
+        return _successful(item, None)

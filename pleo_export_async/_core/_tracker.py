@@ -444,6 +444,12 @@ class ItemTracker:
     def rejected(self) -> list[tuple[str, Entry]]:
         return [(i, entry) for i, entry in self.attention.items() if entry.state is _REJECTED]
 
+    def rejections(self) -> Iterator[tuple[str, str | None]]:
+        """The rejected IDs, each with Pleo's error type: what the job's tally is made from."""
+        return (
+            (i, entry.error_type) for i, entry in self.attention.items() if entry.state is _REJECTED
+        )
+
     def entries_of(self, call: CallRecord) -> Iterator[tuple[str, Entry]]:
         """The entries `update()` call `call` left needing attention."""
         return ((i, entry) for i, entry in self.attention.items() if entry.call is call)

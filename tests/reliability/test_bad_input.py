@@ -397,14 +397,15 @@ async def _workflow_with(results: list[object], awaited: list[bool], figures: Fi
                 value = ItemUpdate.successful(other)
             else:
                 value = result
-            if is_async:
 
-                async def later() -> object:
+            # Every call gives an awaitable (a plain result is refused whole, see
+            # tests/test_plain_handler.py); some wait a turn of the loop first.
+            async def later() -> object:
+                if is_async:
                     await asyncio.sleep(0)
-                    return value
+                return value
 
-                return later()
-            return value
+            return later()
 
         async with client_for(fake, batch_size=3) as client:
             try:

@@ -279,7 +279,6 @@ async def _cancel_complete(run: CancelRun, figures: Figures) -> None:
             max_concurrency=run.max_concurrency,
             timeout=30,
             abandoned_at=resumed_at,
-            rejections_seen=not (run.new_run and outcome.already_delivered),
         )
         figures.cancellations_survived += 1
         figures.cancel_moments[f"complete(): {phase}"] += 1
