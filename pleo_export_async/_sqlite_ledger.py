@@ -50,6 +50,7 @@ from ._durable_rows import (
     settle_in_flight,
 )
 from ._errors import LedgerError
+from ._file_lock import FileLock
 from ._ledger import MemoryJobLedger
 from ._models import ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome
@@ -203,9 +204,13 @@ class SqliteLedger:
         ledger = SqliteLedger("exports.sqlite3")
         job = client.job(job_id, ledger=ledger)
 
-    Use one file from one process at a time. Close it (`await ledger.close()`, or
-    `async with SqliteLedger(path) as ledger:`) when done. A file that is not a ledger, is
-    corrupt, or has another schema version raises `LedgerError` and is left as it was.
+    One file is open in one process at a time: opening it holds an operating-system lock on
+    `<path>-lock` until `close()` (or the process's end, however it ends), and a second
+    `SqliteLedger` of the same file, in this process or another, gets `LedgerError` naming the
+    holder's pid and host instead of becoming a second writer. Close it (`await
+    ledger.close()`, or `async with SqliteLedger(path) as ledger:`) when done. A file that is
+    not a ledger, is corrupt, or has another schema version raises `LedgerError` and is left
+    as it was.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -222,6 +227,7 @@ class SqliteLedger:
         self._last_key = 0  # of the batch rows: set when the file is opened, then counted up
         self._unchecked_bytes = 0  # appended to the log since the last checkpoint
         self._checkpointing: asyncio.Future[None] | None = None
+        self._lock = FileLock(self.path)
 
     def __repr__(self) -> str:
         return f"SqliteLedger({self.path!r})"
@@ -381,6 +387,14 @@ class SqliteLedger:
     def _connect(self) -> None:
         if self._writer is not None:
             return
+        self._lock.acquire()
+        try:
+            self._open_connections()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open_connections(self) -> None:
         path = self.path
         is_new = not os.path.exists(path) or os.path.getsize(path) == 0
         try:
@@ -463,3 +477,4 @@ class SqliteLedger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._lock.release()

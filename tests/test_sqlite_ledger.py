@@ -169,7 +169,8 @@ async def test_a_failed_group_raises_ledger_error_to_each_of_its_writers(tmp_pat
 
 
 async def test_a_corrupt_file_is_refused_and_left_unchanged(tmp_path: Path) -> None:
-    """A file that is not SQLite raises LedgerError naming it, and keeps its bytes."""
+    """A file that is not SQLite raises LedgerError naming it, and keeps its bytes; beside it
+    is only the lock file, empty once the ledger is closed."""
     path = tmp_path / "ledger.sqlite3"
     garbage = bytes(range(256)) * 64
     path.write_bytes(garbage)
@@ -179,7 +180,9 @@ async def test_a_corrupt_file_is_refused_and_left_unchanged(tmp_path: Path) -> N
     await ledger.close()
     assert str(path) in str(raised.value)
     assert path.read_bytes() == garbage
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite3"]  # noqa: ASYNC240
+    beside = sorted(p.name for p in tmp_path.iterdir())  # noqa: ASYNC240
+    assert beside == ["ledger.sqlite3", "ledger.sqlite3-lock"]
+    assert (tmp_path / "ledger.sqlite3-lock").read_bytes() == b""
 
 
 async def test_a_schema_version_1_file_is_refused_and_left_unchanged(tmp_path: Path) -> None:
