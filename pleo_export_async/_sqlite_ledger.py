@@ -54,12 +54,15 @@ from ._file_lock import FileLock
 from ._ledger import MemoryJobLedger
 from ._models import ItemUpdate, JobEventRequest
 from ._report import CompletionOutcome
+from ._sqlite_migrations import MIGRATIONS
 
 T = TypeVar("T")
 
 logger = logging.getLogger("pleo_export_async")
 
 SCHEMA_VERSION = 2
+#: The oldest schema version a file may have and still be opened: it migrates forward.
+MIGRATES_FROM = min(MIGRATIONS, default=SCHEMA_VERSION)
 #: `PRAGMA application_id`: marks the file as a pleo_export_async ledger ("PLEO").
 APPLICATION_ID = 0x504C454F
 
@@ -81,6 +84,11 @@ CREATE TABLE final_event (
 );
 """
 Statement = tuple[str, tuple[Any, ...]]
+
+
+def _migrates(version: int) -> bool:
+    """Whether a file of this version migrates, step by step, to the current one."""
+    return all(step in MIGRATIONS for step in range(version, SCHEMA_VERSION))
 
 
 @attrs.frozen
@@ -405,8 +413,9 @@ class SqliteLedger:
         except sqlite3.Error as error:
             raise LedgerError(f"cannot open ledger {path}: {error}") from None
         try:
-            if not is_new:
-                self._check_existing(writer)
+            version = SCHEMA_VERSION if is_new else self._check_existing(writer)
+            if version != SCHEMA_VERSION:
+                self._migrate(writer, version)
             writer.execute("PRAGMA journal_mode=WAL")
             writer.execute("PRAGMA synchronous=NORMAL")
             writer.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on this thread
@@ -428,8 +437,9 @@ class SqliteLedger:
             raise LedgerError(f"ledger {path} is corrupt or not a ledger: {error}") from None
         self._writer, self._reader = writer, reader
 
-    def _check_existing(self, connection: sqlite3.Connection) -> None:
-        """Read-only checks, so a file that is refused is left exactly as it was."""
+    def _check_existing(self, connection: sqlite3.Connection) -> int:
+        """Read-only checks, so a file that is refused is left exactly as it was; the file's
+        schema version, this one's or an older one that migrates to it."""
         path = self.path
         try:
             (application_id,) = connection.execute("PRAGMA application_id").fetchone()
@@ -438,14 +448,59 @@ class SqliteLedger:
             raise LedgerError(f"{path} is not a ledger: {error}") from None
         if application_id != APPLICATION_ID:
             raise LedgerError(f"{path} is not a pleo_export_async ledger")
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION or not _migrates(version):
+            newer = " (written by a newer pleo_export_async)" if version > SCHEMA_VERSION else ""
             raise LedgerError(
-                f"{path} has ledger schema version {version}; this version of "
-                f"pleo_export_async reads version {SCHEMA_VERSION} and leaves the file untouched"
+                f"{path} has ledger schema version {version}{newer}; this version of "
+                f"pleo_export_async reads versions {MIGRATES_FROM} to {SCHEMA_VERSION} and "
+                "leaves the file untouched"
             )
         (check,) = connection.execute("PRAGMA quick_check").fetchone()
         if check != "ok":
             raise LedgerError(f"ledger {path} is corrupt: {check}")
+        return int(version)
+
+    def _migrate(self, writer: sqlite3.Connection, version: int) -> None:
+        """Take the file from `version` to this one's, in one transaction, once a copy of it as
+        it was is beside it (`<path>.v<version>.bak`): to roll back, open that copy with the
+        version that wrote it."""
+        path = self.path
+        backup = f"{path}.v{version}.bak"
+        partial = backup + ".partial"
+        try:
+            # The backup API copies what is committed, the write-ahead log's part included;
+            # the rename makes a copy cut short by a kill never pass for the backup, and such
+            # a copy is removed first: the backup API will not write over a broken file.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            with contextlib.closing(sqlite3.connect(partial)) as copy:
+                writer.backup(copy)
+            os.replace(partial, backup)
+        except (sqlite3.Error, OSError) as error:
+            raise LedgerError(
+                f"cannot back up ledger {path} before migrating it: {error}"
+            ) from None
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](writer)
+            writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            writer.execute("COMMIT")
+        except (sqlite3.Error, *UNREADABLE) as error:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            raise LedgerError(
+                f"cannot migrate ledger {path} from schema version {version} to "
+                f"{SCHEMA_VERSION}: {error}; it is left at version {version}"
+            ) from None
+        logger.warning(
+            "ledger %s: schema version %d migrated to %d; the file as it was is kept as %s",
+            path,
+            version,
+            SCHEMA_VERSION,
+            backup,
+            extra={"ledger": path, "from_version": version, "to_version": SCHEMA_VERSION},
+        )
 
     def _checkpoint(self) -> None:
         assert self._reader is not None

@@ -185,9 +185,10 @@ async def test_a_corrupt_file_is_refused_and_left_unchanged(tmp_path: Path) -> N
     assert (tmp_path / "ledger.sqlite3-lock").read_bytes() == b""
 
 
-async def test_a_schema_version_1_file_is_refused_and_left_unchanged(tmp_path: Path) -> None:
-    """A ledger of the per-item schema (version 1) raises LedgerError naming both versions, and
-    keeps every byte."""
+async def test_a_version_1_file_that_cannot_migrate_is_left_at_version_1(tmp_path: Path) -> None:
+    """A file marked version 1 that is not what version 1 wrote (it lacks the final_event table)
+    raises LedgerError naming both versions, and keeps every byte and its version 1 rows: the
+    migration's transaction is rolled back whole."""
     path = tmp_path / "ledger.sqlite3"
     with contextlib.closing(sqlite3.connect(path)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
@@ -209,7 +210,8 @@ async def test_a_schema_version_1_file_is_refused_and_left_unchanged(tmp_path: P
     await ledger.close()
     message = str(raised.value)
     assert re.search(r"version 1\b", message), message
-    assert re.search(rf"version {SCHEMA_VERSION}\b", message), message
+    assert re.search(rf"\b{SCHEMA_VERSION}\b", message), message
+    assert "left at version 1" in message
     assert path.read_bytes() == before
     assert query(path, "SELECT count(*) FROM batch_record") == [(1,)]
     assert query(path, "PRAGMA user_version") == [(1,)]

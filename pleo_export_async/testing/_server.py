@@ -239,8 +239,10 @@ class FakePleo:
         *,
         item_ids: list[str] | None = None,
         vendor_based_bookkeeping: bool = False,
+        job_id: str | None = None,
     ) -> FakeJob:
-        """Create a job with `items` seeded items (or the given `item_ids`) in `status`.
+        """Create a job with `items` seeded items (or the given `item_ids`) in `status`, with a
+        new ID unless `job_id` gives one (to bring back a job a stored ledger knows, say).
 
         No company lock applies here, unlike POST /v3/export-jobs.
         """
@@ -251,6 +253,7 @@ class FakePleo:
             item_ids=item_ids,
             status=status,
             vendor_based_bookkeeping=vendor_based_bookkeeping,
+            job_id=job_id,
         )
         return FakeJob(id=job.id, company_id=job.company_id, item_ids=list(job.items))
 

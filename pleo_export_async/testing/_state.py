@@ -264,14 +264,18 @@ class State:
         created_by: str | None = None,
         is_interactive: bool = True,
         vendor_based_bookkeeping: bool = False,
+        job_id: str | None = None,
     ) -> Job:
-        """Create a job directly in `status` (the test helper; no company lock)."""
+        """Create a job directly in `status` (the test helper; no company lock), with a new ID
+        unless `job_id` gives one."""
         if status not in _spec.JOB_STATUSES:
             raise ValueError(f"status must be one of {_spec.JOB_STATUSES}, got {status!r}")
+        if job_id is not None and job_id.lower() in self.jobs:
+            raise ValueError(f"a job {job_id} exists already")
         now = self.clock.now()
         unique_ids = list(dict.fromkeys(entry_id.lower() for entry_id in item_ids))
         job = Job(
-            id=self.new_id(),
+            id=self.new_id() if job_id is None else job_id.lower(),
             company_id=company_id.lower(),
             ordinal=len(self.jobs),
             created_at=now,

@@ -28,6 +28,7 @@ class Scale:
     kills: int  # SIGKILLs at random moments from outside, of update()/complete()
     commit_kills: int  # SIGKILLs inside the SqliteLedger's commit
     workflow_kills: int  # SIGKILLs of a process_job worker
+    migration_kills: int  # SIGKILLs while a SqliteLedger migrates an old file
     service_jobs: int  # jobs one client runs one after another
     service_rounds: int  # rounds of several jobs at once
     service_parallel: int  # jobs per such round
@@ -42,6 +43,7 @@ QUICK: Final = Scale(
     kills=4,
     commit_kills=4,
     workflow_kills=2,
+    migration_kills=6,
     service_jobs=120,
     service_rounds=4,
     service_parallel=6,
@@ -55,6 +57,7 @@ LARGE: Final = Scale(
     kills=20,
     commit_kills=20,
     workflow_kills=10,
+    migration_kills=30,
     service_jobs=600,
     service_rounds=20,
     service_parallel=10,
