@@ -164,17 +164,7 @@ def _show_summaries(output: Output, summaries: list[JobSummary], requests: int) 
         output.json_line(
             {
                 "requests": requests,
-                "jobs": {
-                    summary.job_id: {
-                        "status": summary.status,
-                        "requests": summary.requests,
-                        "items_sent": summary.items_sent,
-                        "acknowledged": summary.acknowledged,
-                        "resent_after_ack": summary.resent_after_ack,
-                        "final_events": list(summary.final_events),
-                    }
-                    for summary in summaries
-                },
+                "jobs": {summary.job_id: summary.to_json() for summary in summaries},
             }
         )
         return

@@ -355,6 +355,17 @@ class JobSummary:
     resent_after_ack: dict[str, int]
     final_events: tuple[str, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        """The figures as JSON, keyed as `GET /_fake/journal` shows them (the job ID apart)."""
+        return {
+            "status": self.status,
+            "requests": self.requests,
+            "items_sent": self.items_sent,
+            "acknowledged": self.acknowledged,
+            "resent_after_ack": self.resent_after_ack,
+            "final_events": list(self.final_events),
+        }
+
 
 def summarise(journal: Journal, statuses: Mapping[str, str]) -> list[JobSummary]:
     """One summary per job of `statuses` (job ID to the job's status now), in that order."""
@@ -394,17 +405,7 @@ def journal_document(journal: Journal, statuses: Mapping[str, str]) -> dict[str,
             for entry in journal.requests
             if not entry.path.startswith(FAKE_PATH_PREFIX)
         ],
-        "jobs": {
-            summary.job_id: {
-                "status": summary.status,
-                "requests": summary.requests,
-                "items_sent": summary.items_sent,
-                "acknowledged": summary.acknowledged,
-                "resent_after_ack": summary.resent_after_ack,
-                "final_events": list(summary.final_events),
-            }
-            for summary in summarise(journal, statuses)
-        },
+        "jobs": {summary.job_id: summary.to_json() for summary in summarise(journal, statuses)},
     }
 
 
