@@ -20,7 +20,7 @@ from ._durable_rows import EVERY_ID
 _ROW_SIZE: Final = 100
 
 
-def _same_update(first: dict[str, Any], second: dict[str, Any]) -> bool:
+def same_update(first: dict[str, Any], second: dict[str, Any]) -> bool:
     """Whether two stored item objects are the same update (a null field is a field left out)."""
     return {k: v for k, v in first.items() if v is not None} == {
         k: v for k, v in second.items() if v is not None
@@ -66,7 +66,7 @@ def _version_1_to_2(connection: sqlite3.Connection) -> None:
         acknowledged.setdefault(job_id, []).append(bytes(updates))
         for item in items:
             entry_id = item["accountingEntryId"]
-            if entry_id in doubt and _same_update(doubt[entry_id], item):
+            if entry_id in doubt and same_update(doubt[entry_id], item):
                 del doubt[entry_id]
     for job_id in sorted(acknowledged.keys() | in_doubt.keys()):
         for body in acknowledged.get(job_id, []):

@@ -36,6 +36,7 @@ from pleo_export_async._version import __version__
 
 from ._command import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Settings, leave, run, settings_for
 from ._fake_server import fake_server
+from ._ledger import ledger
 from ._output import ExitCode, Output
 from ._results import read_results
 
@@ -483,6 +484,7 @@ def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str, as_json
 
 
 cli.add_command(fake_server)
+cli.add_command(ledger)
 
 
 @cli.command()
