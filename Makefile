@@ -5,7 +5,7 @@ EXTRAS := dev,cli,speed,postgres,testing,docs
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint typecheck unit clean docs dist chaos
+.PHONY: test demo bench lint typecheck unit clean docs dist chaos loaded
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,18 @@ dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist
 	$(BIN)/twine check --strict dist/*
 
-# The reliability suite at full scale; its table goes to benchmarks/results/chaos.md.
+# The lease, crash and chaos tests (default scale) with a CPU-burning process per core beside
+# them: a test that passes only on an idle machine is a bug.
+LOADED_TESTS := tests/test_leases.py tests/test_crash_resume.py \
+	tests/reliability/test_chaos.py tests/reliability/test_crash.py
+loaded: $(STAMP)
+	PLEO_BUSY_LOOPS=cores $(BIN)/pytest $(LOADED_TESTS) -q
+
+# The reliability suite at full scale, then the loaded tests; its table, with a row for the
+# loaded run, goes to benchmarks/results/chaos.md.
 chaos: $(STAMP)
 	PLEO_CHAOS=full $(BIN)/pytest tests/reliability -q
+	PLEO_BUSY_LOOPS=cores PLEO_CHAOS_LOADED_ROW=1 $(BIN)/pytest $(LOADED_TESTS) -q
 
 clean:
 	rm -rf $(VENV) .venv-3.* .mypy_cache .pytest_cache .ruff_cache site dist

@@ -14,6 +14,8 @@ import pytest
 import postgres_cluster
 from pleo_export_async.testing import FakePleo, instant_retries
 
+pytest_plugins = ["busy_loops"]  # PLEO_BUSY_LOOPS: the tests beside CPU hogs, `make loaded`
+
 
 @pytest.fixture
 def instant() -> Iterator[None]:

@@ -3,7 +3,8 @@
 One `Figures` per test session (the `figures` fixture). Tests add to it as they go, before
 they assert, so a failing run still shows what it found. At the end of the session the table is
 printed; with `PLEO_CHAOS=full` it is also written to `benchmarks/results/chaos.json` and
-`benchmarks/results/chaos.md`.
+`benchmarks/results/chaos.md`. `make chaos` then runs the lease, crash and chaos tests again
+beside one busy loop per core, and adds how that went to both files (`write_loaded_run`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Figures:
     leaked_secrets: int = 0
     leaked_tasks: int = 0
     leaked_sockets: int = 0
+    busy_loops: int = 0  # CPU-burning processes beside the session (tests/busy_loops.py)
 
     def __repr__(self) -> str:
         return f"<Figures of the {self.profile} profile: {self.jobs_run} jobs so far>"
@@ -121,8 +123,10 @@ class Figures:
             return f"{total:,} ({kinds})"
 
         elapsed = time.monotonic() - self.started
-        rows = [
-            ("profile", f"{self.profile} ({elapsed:,.0f} s)"),
+        rows = [("profile", f"{self.profile} ({elapsed:,.0f} s)")]
+        if self.busy_loops:
+            rows.append(("busy loops beside the tests", f"{self.busy_loops:,}"))
+        rows += [
             ("jobs run", f"{self.jobs_run:,}"),
             ("item updates sent", f"{self.updates_sent:,} in {self.requests:,} requests"),
             ("faults injected", by_kind(self.faults)),
@@ -141,6 +145,7 @@ class Figures:
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(),
             "seconds": round(time.monotonic() - self.started, 1),
+            "busy_loops": self.busy_loops,
             "jobs_run": self.jobs_run,
             "updates_sent": self.updates_sent,
             "requests": self.requests,
@@ -170,6 +175,61 @@ class Figures:
         as_json.write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
         as_markdown.write_text(self.markdown(), encoding="utf-8")
         return [as_json, as_markdown]
+
+
+#: The row of chaos.md that the loaded run adds under the full run's table.
+LOADED_LABEL: Final = "the lease, crash and chaos tests beside a busy loop per core"
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """How a session beside busy loops went (`make loaded`): starved of CPU, lease renewals
+    come late, kills land at other moments, answers come nearer their timeouts."""
+
+    busy_loops: int
+    cores: int
+    seconds: float
+    passed: int
+    failed: int
+    profile: str
+    files: tuple[str, ...]
+
+    def value(self) -> str:
+        return (
+            f"{self.passed:,} passed, {self.failed:,} failed in {self.seconds:,.0f} s beside "
+            f"{self.busy_loops} busy loop{'s' if self.busy_loops != 1 else ''} on "
+            f"{self.cores} cores ({self.profile} profile of "
+            f"{', '.join(self.files)})"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "python": platform.python_version(),
+            "busy_loops": self.busy_loops,
+            "cores": self.cores,
+            "seconds": round(self.seconds, 1),
+            "passed": self.passed,
+            "failed": self.failed,
+            "profile": self.profile,
+            "files": list(self.files),
+        }
+
+
+def write_loaded_run(run: LoadedRun, directory: Path = RESULTS) -> list[Path]:
+    """Add the loaded run to the chaos.json and chaos.md that the full run wrote just before
+    (`make chaos`), in place of an earlier loaded run's; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    as_json, as_markdown = directory / "chaos.json", directory / "chaos.md"
+    figures = json.loads(as_json.read_text(encoding="utf-8")) if as_json.exists() else {}
+    figures["loaded_run"] = run.as_json()
+    as_json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    table = as_markdown.read_text(encoding="utf-8") if as_markdown.exists() else ""
+    lines = [line for line in table.splitlines() if not line.startswith(f"| {LOADED_LABEL} |")]
+    if not lines:
+        lines = ["| what | count |", "|---|---|"]
+    lines.append(f"| {LOADED_LABEL} | {run.value()} |")
+    as_markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [as_json, as_markdown]
 
 
 def _by_phase(moments: Counter[str]) -> Counter[str]:
