@@ -37,7 +37,7 @@ from pleo_export_async._version import __version__
 from ._command import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Settings, leave, run, settings_for
 from ._fake_server import fake_server
 from ._ledger import ledger
-from ._output import ExitCode, Output
+from ._output import ExitCode, Output, outcome_fields
 from ._results import read_results
 
 
@@ -360,16 +360,9 @@ def _show_outcome(output: Output, outcome: CompletionOutcome, held: ExportJob | 
 def _outcome_document(outcome: CompletionOutcome, held: ExportJob | None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "job_id": outcome.job_id,
-        "event": outcome.event.value,
+        **outcome_fields(outcome),
         "sent": held is None and not outcome.already_delivered,
         "already_delivered": outcome.already_delivered,
-        "successful": outcome.successful,
-        "failed": outcome.failed,
-        "rejected": outcome.rejected,
-        "failure_reason": outcome.failure_reason,
-        "failure_reason_type": None
-        if outcome.failure_reason_type is None
-        else str(outcome.failure_reason_type),
     }
     if held is not None:
         # What Pleo holds, not what this run asked for.

@@ -46,7 +46,7 @@ from pleo_export_async._sqlite_ledger import SCHEMA_VERSION as SQLITE_VERSION
 from pleo_export_async._sqlite_migrations import MIGRATIONS, same_update
 
 from ._command import run, settings_for
-from ._output import ExitCode, Output
+from ._output import ExitCode, Output, outcome_fields
 
 #: The schema PostgresLedger uses when it is given none.
 DEFAULT_SCHEMA: Final[str] = inspect.signature(PostgresLedger.__init__).parameters["schema"].default
@@ -720,18 +720,7 @@ def _job_document(job: JobView) -> dict[str, Any]:
         "failed": job.failed,
         "in_flight": job.in_flight,
         "batches": job.batches,
-        "outcome": None
-        if outcome is None
-        else {
-            "event": outcome.event.value,
-            "successful": outcome.successful,
-            "failed": outcome.failed,
-            "rejected": outcome.rejected,
-            "failure_reason": outcome.failure_reason,
-            "failure_reason_type": None
-            if outcome.failure_reason_type is None
-            else str(outcome.failure_reason_type),
-        },
+        "outcome": None if outcome is None else outcome_fields(outcome),
         "lease": None
         if job.lease is None
         else {

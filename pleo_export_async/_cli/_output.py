@@ -18,6 +18,8 @@ from typing import Any, Final
 import attrs
 from rich.console import Console, RenderableType
 
+from pleo_export_async._report import CompletionOutcome
+
 # Wide enough for any row a command prints; rich does not pad a table out to it.
 _PIPED_WIDTH: Final = 10_000
 
@@ -81,6 +83,20 @@ class Output:
         self.stderr.print(
             f"pleo-export: error: {message}", markup=False, highlight=False, soft_wrap=True
         )
+
+
+def outcome_fields(outcome: CompletionOutcome) -> dict[str, Any]:
+    """A final event's outcome as JSON: the event, its counts and its reason."""
+    return {
+        "event": outcome.event.value,
+        "successful": outcome.successful,
+        "failed": outcome.failed,
+        "rejected": outcome.rejected,
+        "failure_reason": outcome.failure_reason,
+        "failure_reason_type": None
+        if outcome.failure_reason_type is None
+        else str(outcome.failure_reason_type),
+    }
 
 
 def _rfc3339(value: object) -> str:
