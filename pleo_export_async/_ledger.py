@@ -77,7 +77,11 @@ class JobLedger(Protocol):
 
     def sending_guard(self, request_timeout: float) -> Callable[[], Awaitable[None]] | None:
         """What to await before each attempt of a request that sends something for the job (and
-        may take up to `request_timeout` seconds), or None when nothing needs checking."""
+        may take up to `request_timeout` seconds), or None when nothing needs checking.
+
+        If what it returns also has a synchronous `at_the_wire() -> bool`, that is called right
+        before the request's body is written, with nothing else able to run in between; False
+        holds the body back (nothing is sent) and the guard is awaited again."""
         ...
 
     def final_event(self) -> FinalEventRecord | None: ...

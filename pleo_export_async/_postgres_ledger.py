@@ -142,10 +142,7 @@ class PostgresJobLedger:
                 f"{1.5 * needed:g}s, or the client a shorter timeout"
             )
 
-        async def guard() -> None:
-            await ledger._ensure_held(self, needed)
-
-        return guard
+        return _LeaseGuard(self, needed)
 
     def _replace_records(self, records: JobRecords) -> None:
         self._acknowledgements.clear()
@@ -177,6 +174,31 @@ class PostgresJobLedger:
         self._final_event = FinalEventRecord(self._final_event.request, outcome)
         self._in_flight_at_open = {}
         self._acknowledgements.forget()
+
+
+class _LeaseGuard:
+    """Awaited before each attempt of a request that sends for the job: raises `LeaseLost`
+    unless the lease surely outlasts the request, renewing it first if it runs short.
+
+    `at_the_wire()` asks again, synchronously, right before the request's body is written. A
+    loop stalled after the guard passed (a blocking call, a starved CPU) may have let the lease
+    run short, and another worker take the job: then the body is held back, and the guard,
+    awaited again, renews the lease or raises."""
+
+    def __init__(self, job: PostgresJobLedger, needed: float) -> None:
+        self._job = job
+        self._needed = needed
+
+    async def __call__(self) -> None:
+        await self._job._ledger._ensure_held(self._job, self._needed)
+
+    def at_the_wire(self) -> bool:
+        job = self._job
+        return (
+            job.lost is None
+            and job.fence is not None
+            and asyncio.get_running_loop().time() + self._needed <= job.valid_until
+        )
 
 
 class _LeaseTurn:

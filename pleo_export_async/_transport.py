@@ -9,6 +9,13 @@ status into the exception hierarchy. Endpoint-specific handling (404, 413, 422) 
 A failure to connect names host:port and its cause. Until the first HTTP answer of any status,
 a refused connection or a name that does not resolve is a wrong base URL nearly every time, not
 an outage: such a request gives up within `FIRST_CONTACT_ATTEMPTS` and `FIRST_CONTACT_SECONDS`.
+
+Two things keep a stalled event loop from making the client send twice. An attempt's time limit
+does not count the time the loop was stalled (`stall_tolerant_timeout`), so an answer that came
+in meanwhile is read, not thrown away and asked for again. And a guard with an `at_the_wire`
+check (a `PostgresLedger` lease) is asked again right before the body is written, with no
+other task able to run in between: a loop stalled after the guard passed cannot send for a
+lease that has run out meanwhile.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+from aiohttp.abc import AbstractStreamWriter
 
 from . import _codec
 from ._auth import Credential
 from ._core._classify import Disposition, classify_status, retry_after_seconds
+from ._deadline import stall_tolerant_timeout
 from ._errors import (
     ApiError,
     AuthenticationError,
@@ -43,6 +52,8 @@ from ._version import __version__
 logger = logging.getLogger("pleo_export_async")
 
 _JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+#: Per request: the attempt's limit is `stall_tolerant_timeout`'s, not aiohttp's.
+_NO_AIOHTTP_LIMIT = aiohttp.ClientTimeout()
 
 #: Until the client has had an answer, a refused connection or an unresolvable name ends the
 #: request after this many attempts, or once this many seconds have passed since it began
@@ -125,6 +136,8 @@ class _Call:
     log_extra: Mapping[str, object]
     #: Awaited before each attempt goes on the wire; raises to stop the request (a lost lease).
     guard: Callable[[], Awaitable[None]] | None = None
+    #: The guard's `at_the_wire()`: False means "do not write now; await the guard again".
+    at_the_wire: Callable[[], bool] | None = None
     attempts: int = 0
     causes: Counter[str] | None = None  # made at the first failure: most calls have none
     #: The failure of the attempt made before backoff took over, for backoff to begin from.
@@ -247,7 +260,9 @@ class Transport:
         after one refresh of the credential. Raises `TransportError` when no answer came at all.
 
         `guard` is awaited right before each attempt is sent; what it raises ends the request."""
-        call = _Call(method, path, body, params, log_extra or {}, guard)
+        call = _Call(
+            method, path, body, params, log_extra or {}, guard, getattr(guard, "at_the_wire", None)
+        )
         refreshed = False
         while True:
             try:
@@ -330,44 +345,46 @@ class Transport:
         async with self._semaphore:
             if self._gate.paused:
                 await self._gate.wait()
-            if call.guard is not None:
-                await call.guard()
-            self._requests += 1
-            self._in_flight += 1
-            if self._in_flight > self._max_in_flight:
-                self._max_in_flight = self._in_flight
-            try:
-                return await self._send_once(
-                    session, call.method, call.path, call.body, call.params
-                )
-            except _Retryable as failure:
-                if failure.unreachable and not self._answered:
-                    _limit_first_contact(call, failure)
-                raise
-            finally:
-                self._in_flight -= 1
+            while True:
+                if call.guard is not None:
+                    await call.guard()
+                self._requests += 1
+                self._in_flight += 1
+                if self._in_flight > self._max_in_flight:
+                    self._max_in_flight = self._in_flight
+                try:
+                    return await self._send_once(session, call)
+                except _StoppedAtTheWire:
+                    self._requests -= 1  # nothing left: the guard decides again
+                except _Retryable as failure:
+                    if failure.unreachable and not self._answered:
+                        _limit_first_contact(call, failure)
+                    raise
+                finally:
+                    self._in_flight -= 1
 
-    async def _send_once(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        body: bytes | None,
-        params: Mapping[str, str | list[str]] | None,
-    ) -> Response:
-        """One attempt on the wire: the answer, or `_Retryable` for a transient failure."""
+    async def _send_once(self, session: aiohttp.ClientSession, call: _Call) -> Response:
+        """One attempt on the wire: the answer, or `_Retryable` for a transient failure, or
+        `_StoppedAtTheWire` when the call's `at_the_wire` check held the body back."""
         generation = self.credential.generation
         headers = {"Authorization": self.credential.authorization()}
-        if body is not None:
+        data: bytes | _CheckedBody | None = call.body
+        if call.body is not None:
             headers.update(_JSON_HEADERS)
+            if call.at_the_wire is not None:
+                data = _CheckedBody(call.body, call.at_the_wire)
         try:
-            async with session.request(
-                method,
-                self.base_url + path,
-                data=body,
-                params=_query(params),
-                headers=headers,
-            ) as http_response:
+            async with (
+                stall_tolerant_timeout(self.timeout),
+                session.request(
+                    call.method,
+                    self.base_url + call.path,
+                    data=data,
+                    params=_query(call.params),
+                    headers=headers,
+                    timeout=_NO_AIOHTTP_LIMIT,
+                ) as http_response,
+            ):
                 status = http_response.status
                 self._answered = True
                 content = await http_response.read()
@@ -377,6 +394,8 @@ class Transport:
                 "timeout", None, f"{self._peer}: no answer within {self.timeout:g}s"
             ) from None
         except aiohttp.ClientError as error:
+            if isinstance(data, _CheckedBody) and data.held_back:
+                raise _StoppedAtTheWire from None
             raise _connection_failure(error, self._peer) from None
         response = Response(status, content, retry_after, generation)
         if classify_status(status) is Disposition.RETRY:
@@ -384,6 +403,36 @@ class Transport:
                 self._gate.pause(min(retry_after, self.retry.max_elapsed))
             raise _Retryable(f"http_{status}", response, f"HTTP {status}")
         return response
+
+
+class _StoppedAtTheWire(Exception):
+    """The body was held back at the last moment: nothing of it reached the socket."""
+
+
+class _CheckedBody(aiohttp.BytesPayload):
+    """A request body written only if `at_the_wire()` still says so when aiohttp comes to write
+    it. The check and the write run in one step of one task: no other task, and so no blocking
+    call of one, can run between them."""
+
+    def __init__(self, value: bytes, at_the_wire: Callable[[], bool]) -> None:
+        super().__init__(value)
+        self._at_the_wire = at_the_wire
+        self.held_back = False
+
+    def _check(self) -> None:
+        if not self._at_the_wire():
+            self.held_back = True
+            raise _StoppedAtTheWire
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        self._check()
+        await super().write(writer)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        self._check()
+        await super().write_with_length(writer, content_length)
 
 
 def _connection_failure(error: aiohttp.ClientError, peer: str) -> _Retryable:
