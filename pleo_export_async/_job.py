@@ -376,6 +376,12 @@ class JobRun:
         `PermissionDenied`, `ApiError`, `UnexpectedResponse` or `TransportError` from the
         requests; `JobLeased` or `LedgerError` from the ledger.
         """
+        return await self._send_started() or await self.fetch()
+
+    async def _send_started(self) -> ExportJob | None:
+        """`start()` but for reading the job back: the job as read when Pleo refused the event
+        because it was already in progress, else None. `process_job` needs no read-back, and
+        leaves it out of the time to its first PUT."""
         job_ledger = await self._open()
         async with self._turn(job_ledger):
             await self._prepare(job_ledger)
@@ -383,17 +389,17 @@ class JobRun:
             response = await self._events.post(
                 job_ledger, JobEventRequest(JobEvent.STARTED, self.job_id)
             )
-        if response.status >= 300:
-            if response.status != 422:
-                raise_for_response(response, "POST", EVENTS_PATH)
-            job = await self.fetch()
-            if job.status in FINAL_STATUSES:
-                self._state.closed_by_others(f"it is {job.status}")
-                raise JobFinished(self.job_id, f"it is {job.status}")
-            if job.status != JobStatus.IN_PROGRESS:
-                raise JobStateConflict(self.job_id, "started", job.status)
-            return job
-        return await self.fetch()
+        if response.status < 300:
+            return None
+        if response.status != 422:
+            raise_for_response(response, "POST", EVENTS_PATH)
+        job = await self.fetch()
+        if job.status in FINAL_STATUSES:
+            self._state.closed_by_others(f"it is {job.status}")
+            raise JobFinished(self.job_id, f"it is {job.status}")
+        if job.status != JobStatus.IN_PROGRESS:
+            raise JobStateConflict(self.job_id, "started", job.status)
+        return job
 
     async def items(
         self, *, status: ItemStatus | str | None = None, page_size: int = 100
@@ -404,17 +410,21 @@ class JobRun:
         Raises `InvalidInput` for a bad `status` or `page_size` before any request; then
         `JobNotFound`, `AuthenticationError`, `PermissionDenied`, `ApiError`, `TransportError`,
         or `UnexpectedResponse` for a page that is not a page of items."""
-        async for item in self._reads.items(status, page_size):
-            yield item
+        # Closed with this generator, so that the page it read ahead is let go at once.
+        async with contextlib.aclosing(self._reads.items(status, page_size)) as items:
+            async for item in items:
+                yield item
 
     async def export_items(self, *, page_size: int = 100) -> AsyncGenerator[ExportItem, None]:
         """The job's items with their accounting data: all pages of `GET /v3/export-items`, the
-        data layer. Only a pending or in-progress job has them.
+        data layer. Only a pending or in-progress job has them. The next page is asked for as
+        soon as one arrives, while its items are taken.
 
         Raises `MissingContraAccounts` (400) when the company's contra accounts are not mapped,
         and `JobFinished` (422) when the job is no longer running, both with Pleo's message;
         `InvalidInput` for a bad `page_size` before any request; `AuthenticationError`,
         `PermissionDenied`, `ApiError`, `TransportError` or `UnexpectedResponse` otherwise.
         """
-        async for item in self._reads.export_items(page_size):
-            yield item
+        async with contextlib.aclosing(self._reads.export_items(page_size)) as items:
+            async for item in items:
+                yield item

@@ -39,31 +39,33 @@ class JobReads:
     async def job(self) -> ExportJob:
         return await fetch_job(self._transport, self._state.job_id)
 
-    async def items(
+    def items(
         self, status: ItemStatus | str | None, page_size: int
     ) -> AsyncGenerator[ExportJobItem, None]:
+        """Checks its arguments when called: call it where InvalidInput is to be raised."""
         params: dict[str, str | list[str]] = {}
         if status is not None:
             params["status"] = enum_member("status", status, ItemStatus).value
-        async for item in every_item(
+        return every_item(
             self._transport,
             self.items_path,
             ExportJobItem,
             page_size=checked_page_size(page_size),
             params=params,
-        ):
-            yield item
+            read_ahead=True,
+        )
 
-    async def export_items(self, page_size: int) -> AsyncGenerator[ExportItem, None]:
-        async for item in every_item(
+    def export_items(self, page_size: int) -> AsyncGenerator[ExportItem, None]:
+        """Checks its argument when called, as `items` does."""
+        return every_item(
             self._transport,
             _EXPORT_ITEMS_PATH,
             ExportItem,
             page_size=checked_page_size(page_size),
             params={"job_id": self._state.job_id},
             raise_for=self._raise_for_export_items,
-        ):
-            yield item
+            read_ahead=True,
+        )
 
     def _raise_for_export_items(self, response: Response, method: str, path: str) -> None:
         if response.status == 400 and response.error_type_is("MISSING_CONTRA_ACCOUNTS"):

@@ -9,7 +9,8 @@ through the transport, so it is retried like any request (R6) and shares the cli
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TypeVar
 
 from . import _codec
@@ -32,24 +33,60 @@ async def every_item(
     page_size: int,
     params: Mapping[str, str | list[str]] | None = None,
     raise_for: ErrorMapping = raise_for_response,
-) -> AsyncIterator[T]:
-    """The items of every page, in the order Pleo gives them, read one page at a time."""
+    read_ahead: bool = False,
+) -> AsyncGenerator[T, None]:
+    """The items of every page, in the order Pleo gives them.
+
+    With `read_ahead`, the next page is asked for as soon as a page has arrived, while its
+    items are taken: a consumer that works on each item (a handler waiting on an ERP) never
+    waits for a page it could have had. At most one page is read beyond the one being taken;
+    closing the iterator early cancels that request."""
     query: dict[str, str | list[str]] = {**(params or {}), "limit": str(page_size)}
     seen_cursors: set[str] = set()
-    while True:
-        response = await transport.request("GET", path, params=query)
+
+    async def read(after: str | None) -> CursorPage[T]:
+        if after is not None:
+            query["after"] = after
+        response = await transport.request("GET", path, params=dict(query))
         raise_for(response, "GET", path)
-        page = _codec.decode(response.body, CursorPage[item_type])  # type: ignore[valid-type]
-        for item in page.data:
-            yield item
+        return _codec.decode(response.body, CursorPage[item_type])  # type: ignore[valid-type]
+
+    def cursor_after(page: CursorPage[T]) -> str | None:
         cursor = page.pagination.end_cursor
         if not page.pagination.has_next_page or not cursor:
-            return
+            return None
         if cursor in seen_cursors:
             # A cursor that comes back would page forever.
             raise UnexpectedResponse(f"GET {path}: the page cursor {cursor!r} repeats")
         seen_cursors.add(cursor)
-        query["after"] = cursor
+        return cursor
+
+    page = await read(None)
+    following: asyncio.Task[CursorPage[T]] | None = None
+    try:
+        while True:
+            refusal: UnexpectedResponse | None = None
+            try:
+                cursor = cursor_after(page)
+            except UnexpectedResponse as repeated:
+                cursor, refusal = None, repeated  # raised once this page's items are taken
+            if cursor is not None and read_ahead:
+                following = asyncio.get_running_loop().create_task(read(cursor))
+            for item in page.data:
+                yield item
+            if refusal is not None:
+                raise refusal
+            if cursor is None:
+                return
+            if following is None:
+                page = await read(cursor)
+            else:
+                page = await following
+                following = None
+    finally:
+        if following is not None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
 
 
 def checked_page_size(value: object) -> int:

@@ -86,7 +86,7 @@ async def process_held_job(
     status = (await run.fetch()).status
     if status == JobStatus.PENDING:
         try:
-            await run.start()
+            await run._send_started()  # start() without reading the job back
         except JobFinished:
             return await run.complete()  # closed meanwhile: its outcome here, or it raises
     elif status != JobStatus.IN_PROGRESS:

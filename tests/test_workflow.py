@@ -176,6 +176,41 @@ async def test_export_items_lists_every_item_of_the_job_once_page_by_page() -> N
         await _assert_one_get_per_page(fake, entries, total=30, page_size=7)
 
 
+async def test_export_items_asks_for_the_next_page_while_this_pages_items_are_taken() -> None:
+    """While a consumer works on the first item of a page, the next page has been asked for
+    already; never more than one page ahead."""
+    async with FakePleo(seed=6, strict=True) as fake:
+        job = fake.create_job(items=30)
+        pages_asked_while_working: list[int] = []
+        async with client_for(fake) as client:
+            position = 0
+            async for _ in client.job(job.id).export_items(page_size=10):
+                if position % 10 == 0:
+                    await asyncio.sleep(0.05)  # working on the page's first item
+                    pages_asked_while_working.append(len(_gets(fake, "/v3/export-items")))
+                position += 1
+        assert pages_asked_while_working == [2, 3, 3]
+        assert position == 30
+
+
+async def test_export_items_closed_early_cancels_the_page_it_read_ahead() -> None:
+    """A consumer that stops after the first item leaves no request or task behind, and the
+    page read ahead is not waited for."""
+    async with FakePleo(seed=7, strict=True, faults=Faults(latency=(0.3, 0.3))) as fake:
+        job = fake.create_job(items=30)
+        async with client_for(fake) as client:
+            began = asyncio.get_running_loop().time()
+            items = client.job(job.id).export_items(page_size=10)
+            first = await anext(items)
+            await items.aclose()
+            closed_after = asyncio.get_running_loop().time() - began
+            reading = [task for task in asyncio.all_tasks() if "every_item" in repr(task)]
+            assert reading == []
+            assert client.stats().in_flight == 0
+        assert first.accounting_entry_id == job.item_ids[0]
+        assert closed_after < 0.6  # one page's latency, not two
+
+
 async def test_get_job_returns_the_job_and_raises_job_not_found_for_an_unknown_one(
     fake: FakePleo,
 ) -> None:
