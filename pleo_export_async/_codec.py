@@ -28,7 +28,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import UnexpectedResponse
-from ._models import ItemUpdate, ItemUpdateError
+from ._models import CursorPageInfo, ItemUpdate, ItemUpdateError
 
 T = TypeVar("T")
 
@@ -189,6 +189,39 @@ def decode(body: bytes, cls: type[T]) -> T:
     except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as error:
         name = getattr(cls, "__name__", str(cls))
         raise UnexpectedResponse(f"response body is not a valid {name}: {error}") from None
+
+
+def read_page(body: bytes) -> tuple[CursorPageInfo, list[Any]]:
+    """A CursorPage body, in two parts: its `pagination`, structured, and its `data` as JSON.
+
+    The data is structured apart (`page_items`), so that a reader can ask for the next page
+    before the CPU work of this one. Raises `UnexpectedResponse` for a body of another shape."""
+    try:
+        payload = loads(body)
+        if not isinstance(payload, dict):
+            raise TypeError(f"expected a JSON object, got {type(payload).__name__}")
+        data = payload["data"]
+        if not isinstance(data, list):
+            raise TypeError(f"data: expected a JSON array, got {type(data).__name__}")
+        info = converter.structure(payload.get("pagination", {}), CursorPageInfo)
+    except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as error:
+        raise UnexpectedResponse(f"response body is not a valid CursorPage: {error}") from None
+    return info, data
+
+
+def page_item_reader(item_type: type[T]) -> Callable[[Any], T]:
+    """Structures one element of a page's `data` (from `read_page`) into `item_type`; raises
+    `UnexpectedResponse`. One at a time, so that a consumer gets the first item of a page
+    without waiting for the rest."""
+    structure = converter.get_structure_hook(item_type)
+
+    def read(element: Any) -> T:
+        try:
+            return structure(element, item_type)  # type: ignore[no-any-return]
+        except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as error:
+            raise UnexpectedResponse(f"response body is not a valid CursorPage: {error}") from None
+
+    return read
 
 
 def encode_item_updates(batch: Sequence[ItemUpdate]) -> bytes:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import _codec
 from ._checks import whole_number
 from ._errors import UnexpectedResponse
-from ._models import CursorPage
+from ._models import CursorPageInfo
 from ._transport import Response, Transport, raise_for_response
 
 T = TypeVar("T")
@@ -43,17 +43,18 @@ async def every_item(
     closing the iterator early cancels that request."""
     query: dict[str, str | list[str]] = {**(params or {}), "limit": str(page_size)}
     seen_cursors: set[str] = set()
+    structure = _codec.page_item_reader(item_type)
 
-    async def read(after: str | None) -> CursorPage[T]:
+    async def read(after: str | None) -> tuple[CursorPageInfo, list[Any]]:
         if after is not None:
             query["after"] = after
         response = await transport.request("GET", path, params=dict(query))
         raise_for(response, "GET", path)
-        return _codec.decode(response.body, CursorPage[item_type])  # type: ignore[valid-type]
+        return _codec.read_page(response.body)
 
-    def cursor_after(page: CursorPage[T]) -> str | None:
-        cursor = page.pagination.end_cursor
-        if not page.pagination.has_next_page or not cursor:
+    def cursor_after(pagination: CursorPageInfo) -> str | None:
+        cursor = pagination.end_cursor
+        if not pagination.has_next_page or not cursor:
             return None
         if cursor in seen_cursors:
             # A cursor that comes back would page forever.
@@ -61,27 +62,30 @@ async def every_item(
         seen_cursors.add(cursor)
         return cursor
 
-    page = await read(None)
-    following: asyncio.Task[CursorPage[T]] | None = None
+    pagination, data = await read(None)
+    following: asyncio.Task[tuple[CursorPageInfo, list[Any]]] | None = None
     try:
         while True:
             refusal: UnexpectedResponse | None = None
             try:
-                cursor = cursor_after(page)
+                cursor = cursor_after(pagination)
             except UnexpectedResponse as repeated:
                 cursor, refusal = None, repeated  # raised once this page's items are taken
             if cursor is not None and read_ahead:
+                # On its way before this page's items are structured: that CPU work overlaps
+                # the wait for the next page.
                 following = asyncio.get_running_loop().create_task(read(cursor))
-            for item in page.data:
-                yield item
+                await asyncio.sleep(0)
+            for element in data:
+                yield structure(element)
             if refusal is not None:
                 raise refusal
             if cursor is None:
                 return
             if following is None:
-                page = await read(cursor)
+                pagination, data = await read(cursor)
             else:
-                page = await following
+                pagination, data = await following
                 following = None
     finally:
         if following is not None:

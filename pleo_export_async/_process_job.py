@@ -170,6 +170,9 @@ async def _results(
                                 break
                             needed.discard(item.accounting_entry_id)
                             handling.create_task(handle(item))
+                            # Let the handler begin before the next item is read: reading one
+                            # costs a tenth of a millisecond, and several slots free at once.
+                            await asyncio.sleep(0)
                 except Exception as error:
                     # Reading the items failed (MissingContraAccounts, say): the items being
                     # handled still finish and are sent; then the stream raises this error, as
