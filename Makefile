@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/pleo-export demo
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,speed,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli,speed,postgres,bench]'
 	$(BIN)/python -m benchmarks
 
 # The documentation site, warnings as errors; the pages land in site/.

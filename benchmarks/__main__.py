@@ -37,6 +37,8 @@ from benchmarks.clients import (
     send_updates,
 )
 from benchmarks.echo_server import echo_server
+from benchmarks.shared_ledger import postgres_dsn, postgres_ledger_ratio, replicas
+from benchmarks.whole_job import whole_job
 from pleo_export_async import SqliteLedger
 
 RESULTS = Path(__file__).with_name("results")
@@ -59,6 +61,12 @@ class Budget:
     @property
     def verdict(self) -> str:
         return "PASS" if self.passed else "FAIL"
+
+
+def _unit(budget_name: str) -> str:
+    if "RSS" in budget_name:
+        return " MiB"
+    return " s" if "first PUT" in budget_name else ""
 
 
 def _cpu_seconds(run: Run, expected: int) -> float:
@@ -217,6 +225,13 @@ def main() -> int:
     rss = peak_rss([small, large])
     jobs, marks = (60, [6, 60]) if quick else (500, [50, 500])
     rss_by_job = many_jobs(jobs, 1000, marks)
+    whole = whole_job(quick)
+    with postgres_dsn() as dsn:
+        shared = (
+            {"ratio": postgres_ledger_ratio(quick, dsn=dsn), "replicas": replicas(quick, dsn=dsn)}
+            if dsn is not None
+            else {}
+        )
 
     ratio, per_item = cpu["ratio"], cpu["us_per_item"]
 
@@ -247,16 +262,28 @@ def main() -> int:
             f"{ratio['full']:.2f} {spread('full')} ({per_item['library full']:.2f} vs "
             f"{per_item['plain full']:.2f} µs)",
         ),
+        Budget(
+            "the floor under the first: the plain loop building a validated ItemUpdate per "
+            "item and nothing else the library does / plain loop",
+            ratio["validated"],
+            1.25,
+            True,
+            f"{ratio['validated']:.2f} {spread('validated')} "
+            f"({per_item['plain+ItemUpdate']:.2f} vs {per_item['plain']:.2f} µs)",
+        ),
+        # The machine sets the ceiling at 50 ms (the plain loop itself falls short of C·100/L
+        # at C=16 and beyond): the library is judged against the plain loop of the same run.
         *(
             Budget(
-                f"50 ms latency, C={c}: fraction of C·100/L (plain {fractions['plain'][c]:.1%}, "
+                f"50 ms latency, C={c}: library / plain loop, items/s (of C·100/L: library "
+                f"{fractions['library'][c]:.1%}, plain {fractions['plain'][c]:.1%}, "
                 f"plain+ItemUpdate {fractions['plain+ItemUpdate'][c]:.1%})",
-                fractions["library"][c],
+                fractions["library"][c] / fractions["plain"][c],
                 floor,
                 False,
-                f"{fractions['library'][c]:.1%}",
+                f"{fractions['library'][c] / fractions['plain'][c]:.2f}",
             )
-            for c, floor in ((4, 0.90), (16, 0.90), (64, 0.85))
+            for c, floor in ((4, 0.95), (16, 0.95), (64, 0.90))
             if c in fractions["library"]
         ),
         Budget(
@@ -283,6 +310,7 @@ def main() -> int:
             f"{ratio['sqlite']:.2f} {spread('sqlite')} ({per_item['library+sqlite']:.2f} vs "
             f"{per_item['library']:.2f} µs)",
         ),
+        *(Budget(**budget) for part in (whole, *shared.values()) for budget in part["budgets"]),
     ]
 
     lines = [
@@ -291,14 +319,15 @@ def main() -> int:
         "|---|---|---|---|",
         *(
             f"| {b.name} | {b.shown} | {'≤' if b.at_most else '≥'} "
-            f"{b.limit:g}{' MiB' if 'RSS' in b.name else ''} | {b.verdict} |"
+            f"{b.limit:g}{_unit(b.name)} | {b.verdict} |"
             for b in budgets
         ),
         "",
-        f"Not a budget, the floor under the first: the plain loop building a validated ItemUpdate "
-        f"per item, and nothing else the library does, measures {ratio['validated']:.2f} "
-        f"{spread('validated')} times the plain loop ({per_item['plain+ItemUpdate']:.2f} µs).",
-        "",
+        *(
+            []
+            if shared
+            else ["PostgreSQL's server is not installed: no PostgresLedger or replica budgets.", ""]
+        ),
         f"Items per second, the median of {slow['rounds']} runs each:",
         "",
         "| items/s | " + " | ".join(f"C={c}" for c in concurrencies) + " |",
@@ -335,6 +364,8 @@ def main() -> int:
                 "fast": fast,
                 "rss_mib": rss,
                 "rss_mib_by_job": rss_by_job,
+                "whole_job": whole,
+                "shared_ledger": shared,
             },
             indent=2,
         )
