@@ -194,7 +194,7 @@ def decode(body: bytes, cls: type[T]) -> T:
 def read_page(body: bytes) -> tuple[CursorPageInfo, list[Any]]:
     """A CursorPage body, in two parts: its `pagination`, structured, and its `data` as JSON.
 
-    The data is structured apart (`page_items`), so that a reader can ask for the next page
+    The data is structured apart (`page_item_reader`), so that a reader can ask for the next page
     before the CPU work of this one. Raises `UnexpectedResponse` for a body of another shape."""
     try:
         payload = loads(body)
