@@ -122,13 +122,11 @@ def _drop_schemas(dsn: str, schemas: list[str]) -> None:
     asyncio.run(drop())
 
 
-_NO_SERVER = "no PostgreSQL: PLEO_TEST_POSTGRES_DSN is unset and no cluster could be started"
 _NO_ASYNCPG = "asyncpg is not installed: pip install -e '.[postgres]'"
 
 
-def _skipped(why: str, *, say: bool = True) -> dict[str, Any]:
-    if say:  # postgres_dsn() has said why it found no server
-        print(f"(PostgreSQL benchmarks skipped: {why})", file=sys.stderr)
+def _skipped(why: str) -> dict[str, Any]:
+    print(f"(PostgreSQL benchmarks skipped: {why})", file=sys.stderr)
     return {"skipped": why, "budgets": []}
 
 
@@ -162,14 +160,9 @@ async def _timed_update(
     return len(rows) / wall, cpu / len(rows) * 1e6
 
 
-def postgres_ledger_ratio(quick: bool, *, dsn: str | None = None) -> dict[str, Any]:
+def postgres_ledger_ratio(quick: bool, *, dsn: str) -> dict[str, Any]:
     """`update()` at 50 ms latency and C=16 with a PostgresLedger, against the MemoryLedger in
     the same run: the median of the rounds' throughput ratios (PostgresLedger / MemoryLedger)."""
-    if dsn is None:
-        with postgres_dsn() as found:
-            if found is None:
-                return _skipped(_NO_SERVER, say=False)
-            return postgres_ledger_ratio(quick, dsn=found)
     if importlib.util.find_spec("asyncpg") is None:
         return _skipped(_NO_ASYNCPG)
     rounds, batches = RATIO_SIZES["quick" if quick else "full"]
@@ -494,14 +487,9 @@ def _journal_problems(journal: dict[str, Any], job_ids: list[str], items: int) -
     return problems
 
 
-def replicas(quick: bool, *, dsn: str | None = None) -> dict[str, Any]:
+def replicas(quick: bool, *, dsn: str) -> dict[str, Any]:
     """Jobs finished per minute by 1, 2 and 4 workers sharing one PostgresLedger schema; the
     budget for N workers is N times one worker's rate (the same round), less a fifth."""
-    if dsn is None:
-        with postgres_dsn() as found:
-            if found is None:
-                return _skipped(_NO_SERVER, say=False)
-            return replicas(quick, dsn=found)
     if importlib.util.find_spec("asyncpg") is None:
         return _skipped(_NO_ASYNCPG)
     companies, per_company, items, rounds = REPLICA_SIZES["quick" if quick else "full"]

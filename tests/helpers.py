@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from pleo_export_async import ApiKeyAuth, ItemUpdate, PleoExportClient, RetryPolicy
-from pleo_export_async.testing import FakeJob, FakePleo
+from pleo_export_async import (
+    ApiKeyAuth,
+    ItemUpdate,
+    JobRun,
+    PleoExportClient,
+    RetryPolicy,
+    UpdateReport,
+)
+from pleo_export_async.testing import FakeJob, FakePleo, Faults, FaultSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLEO_EXPORT = Path(sys.executable).with_name("pleo-export")
+#: The host's Pleo and terminal settings, kept from the console script: a developer's shell
+#: must not change what a test of it sees.
+CONSOLE_HOST_SETTINGS = (
+    "PLEO_API_KEY",
+    "PLEO_ACCESS_TOKEN",
+    "PLEO_BASE_URL",
+    "NO_COLOR",
+    "COLUMNS",
+)
 
 #: Requests arriving this soon after a 429 was answered were already sent when the client read
 #: it (client and fake share one event loop in these tests); no client can call them back.
@@ -47,6 +70,39 @@ def mixed_updates(job: FakeJob, failed_every: int = 10) -> list[ItemUpdate]:
         else:
             updates.append(ItemUpdate.successful(entry_id, external_id=f"JE-{index}"))
     return updates
+
+
+def run_console_script(
+    args: Sequence[str], *, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """The installed `pleo-export` with `args`, run from the repository with none of the host's
+    `CONSOLE_HOST_SETTINGS` and with `env` added; stdout and stderr are pipes."""
+    assert PLEO_EXPORT.exists(), f"the console script is not installed at {PLEO_EXPORT}"
+    kept = {name: value for name, value in os.environ.items() if name not in CONSOLE_HOST_SETTINGS}
+    return subprocess.run(
+        [str(PLEO_EXPORT), *args],
+        cwd=REPO_ROOT,
+        env={**kept, "PYTHONPATH": str(REPO_ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def update_with_the_last_refused(
+    fake: FakePleo, run: JobRun, updates: Sequence[ItemUpdate], error_type: str
+) -> UpdateReport:
+    """Sends all the updates but the last, then the last in a PUT of its own that Pleo refuses
+    item by item with `error_type`; the fake's faults are cleared afterwards."""
+    await run.update(updates[:-1])
+    fake.faults = Faults(
+        item_error=FaultSpec(at={len(fake.journal.requests) + 1}), item_error_type=error_type
+    )
+    try:
+        return await run.update(updates[-1:])
+    finally:
+        fake.faults = Faults()
 
 
 def put_bodies(fake: FakePleo, job_id: str) -> list[list[dict[str, Any]]]:

@@ -5,23 +5,18 @@ command, what `fail` and `complete` say, and `--timeout` and `--retries`."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import served_in_a_thread
+from helpers import run_console_script, served_in_a_thread
 from pleo_export_async.testing import FakeJob, FakePleo, Faults
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PLEO_EXPORT = Path(sys.executable).with_name("pleo-export")
 SECRET = "entry-point-secret-93c1"
-HOST_SETTINGS = ("PLEO_API_KEY", "PLEO_ACCESS_TOKEN", "PLEO_BASE_URL", "NO_COLOR", "COLUMNS")
 
 
 @pytest.fixture
@@ -34,17 +29,8 @@ def pleo_export(
     base_url: str, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """The console script with the fake's key and base URL; stdout and stderr are pipes."""
-    assert PLEO_EXPORT.exists(), f"the console script is not installed at {PLEO_EXPORT}"
-    env = {name: value for name, value in os.environ.items() if name not in HOST_SETTINGS}
-    env.update(PLEO_API_KEY=SECRET, PYTHONPATH=str(REPO_ROOT))
-    ran = subprocess.run(
-        [str(PLEO_EXPORT), "--base-url", base_url, *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    ran = run_console_script(
+        ["--base-url", base_url, *args], env={"PLEO_API_KEY": SECRET}, timeout=timeout
     )
     assert SECRET not in ran.stdout + ran.stderr
     return ran

@@ -28,12 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import pytest
 
+from helpers import REPO_ROOT, run_console_script
 from pleo_export_async._cli._app import cli
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PLEO_EXPORT = Path(sys.executable).with_name("pleo-export")
 VERSION_1_FILE = REPO_ROOT / "tests" / "data" / "sqlite-ledger-v1.sqlite3"
-HOST_SETTINGS = ("PLEO_API_KEY", "PLEO_ACCESS_TOKEN", "PLEO_BASE_URL", "NO_COLOR", "COLUMNS")
 
 # The jobs of the version 1 file (tests/data/make_sqlite_ledger_v1.py).
 JOB_A = "0000000a-0000-4000-8000-000000000000"
@@ -76,18 +74,7 @@ lock.release()
 
 def pleo_export(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The installed console script; stdout and stderr are pipes."""
-    assert PLEO_EXPORT.exists(), f"the console script is not installed at {PLEO_EXPORT}"
-    env = {name: value for name, value in os.environ.items() if name not in HOST_SETTINGS}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    ran = subprocess.run(
-        [str(PLEO_EXPORT), *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    ran = run_console_script(args, env={}, timeout=timeout)
     assert PASSWORD not in ran.stdout + ran.stderr
     assert "Traceback" not in ran.stderr
     return ran

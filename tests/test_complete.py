@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from helpers import client_for, mixed_updates, successful_updates, wait_until
+from helpers import (
+    client_for,
+    mixed_updates,
+    successful_updates,
+    update_with_the_last_refused,
+    wait_until,
+)
 from pleo_export_async import (
     IncompleteJob,
     InvalidInput,
@@ -60,13 +66,7 @@ async def test_rejected_items_count_as_errors() -> None:
         updates = successful_updates(job.item_ids)
         async with client_for(fake) as client:
             run = client.job(job.id)
-            await run.update(updates[:3])
-            fake.faults = Faults(
-                item_error=FaultSpec(at={len(fake.journal.requests) + 1}),
-                item_error_type="ITEM_LOCKED",
-            )
-            report = await run.update(updates[3:])
-            fake.faults = Faults()
+            report = await update_with_the_last_refused(fake, run, updates, "ITEM_LOCKED")
             outcome = await run.complete()
         (event,) = fake.journal.final_events_applied(job.id)
     assert set(report.rejected) == {job.item_ids[3]}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import client_for, mixed_updates, successful_updates
+from helpers import client_for, mixed_updates, successful_updates, update_with_the_last_refused
 from pleo_export_async import (
     IncompleteJob,
     ItemUpdate,
@@ -27,7 +27,7 @@ from pleo_export_async._core._decision import (
     names_no_item_of_the_job,
     with_rejections,
 )
-from pleo_export_async.testing import FakePleo, Faults, FaultSpec
+from pleo_export_async.testing import FakePleo
 
 pytestmark = pytest.mark.usefixtures("instant")
 
@@ -130,13 +130,7 @@ async def test_the_error_type_is_compared_in_any_case() -> None:
         updates = successful_updates(job.item_ids)
         async with client_for(fake) as client:
             run = client.job(job.id)
-            await run.update(updates[:2])
-            fake.faults = Faults(
-                item_error=FaultSpec(at={len(fake.journal.requests) + 1}),
-                item_error_type=NOT_IN_JOB.lower(),
-            )
-            report = await run.update(updates[2:])
-            fake.faults = Faults()
+            report = await update_with_the_last_refused(fake, run, updates, NOT_IN_JOB.lower())
             outcome = await run.complete()
         (event,) = fake.journal.events(job.id)
     assert report.rejected[job.item_ids[2]].error_type == NOT_IN_JOB.lower()
