@@ -211,8 +211,11 @@ async def export_job(
     if outcome is None:
         log_line("export job stopped before its end; it stays in_progress", event="stopped")
     else:
+        # already_delivered: an earlier run (another replica, or this one before a restart)
+        # closed the job, and this one sent nothing.
+        closed = "was already closed" if outcome.already_delivered else "closed"
         log_line(
-            f"export job closed: {outcome.event.value}",
+            f"export job {closed}: {outcome.event.value}",
             event=outcome.event.value,
             already_delivered=outcome.already_delivered,
             successful=outcome.successful,

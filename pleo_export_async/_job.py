@@ -143,7 +143,7 @@ class JobRun:
                 tracker.catch_up()
         record = job_ledger.final_event()
         if record is not None and record.outcome is not None:
-            self._state.delivered(record.outcome)
+            self._state.found_delivered(record.outcome)
         if self._resumed:
             return
         self._resumed = True
@@ -216,7 +216,7 @@ class JobRun:
         job_ledger = await self._open()
         record = job_ledger.final_event()
         if record is not None and record.outcome is not None:
-            self._state.delivered(record.outcome)
+            self._state.found_delivered(record.outcome)
         return self._state.outcome
 
     # -- item updates -------------------------------------------------------------------------

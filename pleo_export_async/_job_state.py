@@ -3,6 +3,8 @@ how it ended. The one place that says "the job is over" for the run's pieces."""
 
 from __future__ import annotations
 
+import attrs
+
 from ._core._tracker import ItemTracker
 from ._errors import JobFinished
 from ._job_settings import JobSettings
@@ -43,6 +45,13 @@ class RunState:
         """The final event is delivered: keep the outcome, let the per-item state go (R2)."""
         self.outcome = outcome
         self._tracker = None
+
+    def found_delivered(self, recorded: CompletionOutcome) -> None:
+        """The ledger holds the delivered final event. Unless this run delivered it, an earlier
+        run did (another process, a replica, a run before a crash), so this run sent nothing:
+        its outcome says `already_delivered`, whatever the delivering run was told."""
+        if self.outcome is None:
+            self.delivered(attrs.evolve(recorded, already_delivered=True))
 
     def closed_by_others(self, detail: str) -> None:
         """Pleo shows the job final, by an event this run did not deliver."""

@@ -64,8 +64,10 @@ class CompletionOutcome:
     successful: int
     failed: int
     rejected: int  # the job's items refused by Pleo for good
-    #: True when the event was not sent by this call because Pleo already had it (a retry whose
-    #: first attempt landed, or a run before a crash); the job is in the event's status either way.
+    #: True when the event was not sent by this call because Pleo already had it: a retry whose
+    #: first attempt landed, or an earlier run the ledger recorded (another JobRun or replica, a
+    #: run before a crash). The job is in the event's status either way. Only the JobRun that
+    #: sent the event reports False, each time its complete() is called.
     already_delivered: bool = False
 
 

@@ -580,6 +580,26 @@ def test_complete_without_a_ledger_follows_the_results_at_pleo(
     assert f"{successful} successful" in ran.flat
 
 
+def test_complete_again_with_the_push_ledger_says_nothing_was_sent(
+    fake: FakePleo, tmp_path: Path
+) -> None:
+    """`complete --ledger` run a second time sends nothing and says the job was already closed,
+    not that it sent the event; --json says sent false."""
+    job = fake.create_job(items=30, status="pending")
+    ledger = str(tmp_path / "push.ledger")
+    assert push_results(fake, tmp_path, job, results_for(job, 0), "--ledger", ledger).code == 0
+    first = pleo(fake, "complete", job.id, "--ledger", ledger)
+    assert first.code == 0, first.stderr
+    assert "sent completed" in first.flat
+    requests = len(fake.journal.requests)
+    again = pleo(fake, "complete", job.id, "--ledger", ledger, "--json")
+    assert again.code == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert (document["sent"], document["already_delivered"]) == (False, True)
+    assert [e.method for e in fake.journal.requests[requests:]] == ["GET"]
+    assert len(fake.journal.final_events_applied(job.id)) == 1
+
+
 def test_complete_with_an_event_sends_that_event(fake: FakePleo, tmp_path: Path) -> None:
     """`complete --event completed` sends `completed` even though some items failed; exit 0."""
     # Overriding the event against the results is what this checks; a strict fake would refuse.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import attrs
 import pytest
 
 from helpers import (
@@ -319,8 +320,9 @@ async def test_items_pages_through_every_item(fake: FakePleo) -> None:
 
 async def test_a_closed_job_keeps_its_outcome_but_no_per_item_state(fake: FakePleo) -> None:
     """Once the final event is delivered the ledger forgets the job's items and keeps the
-    outcome: a new JobRun's update() raises JobFinished and complete() returns the outcome,
-    neither sending anything, and earlier reports still show what they showed."""
+    outcome: a new JobRun's update() raises JobFinished and complete() returns the outcome
+    marked already_delivered, neither sending anything, and earlier reports still show what
+    they showed."""
     job = fake.create_job(items=300)
     updates = mixed_updates(job, failed_every=10)
     async with client_for(fake) as client:
@@ -335,7 +337,8 @@ async def test_a_closed_job_keeps_its_outcome_but_no_per_item_state(fake: FakePl
         again = client.job(job.id)
         with pytest.raises(JobFinished):
             await again.update(updates)
-        assert await again.complete() == outcome
+        assert await again.complete() == attrs.evolve(outcome, already_delivered=True)
+        assert await run.complete() == outcome  # the run that sent it says so again (R11)
         assert len(fake.journal.requests) == requests
     assert dict(report.acknowledged) == shown
     assert len(report.acknowledged) == 300
@@ -344,13 +347,16 @@ async def test_a_closed_job_keeps_its_outcome_but_no_per_item_state(fake: FakePl
 
 async def test_runs_of_one_job_sharing_a_ledger_send_one_final_event(fake: FakePleo) -> None:
     """Two JobRuns of one job completing at once take turns: one sends the event, the other
-    finds the outcome recorded."""
+    finds the outcome recorded and says it was already delivered."""
     job = fake.create_job(items=200)
     async with client_for(fake) as client:
         await client.job(job.id).update(successful_updates(job.item_ids))
         first, second = await asyncio.gather(
             client.job(job.id).complete(), client.job(job.id).complete()
         )
-    assert first == second
+    assert sorted([first.already_delivered, second.already_delivered]) == [False, True]
+    assert attrs.evolve(first, already_delivered=True) == attrs.evolve(
+        second, already_delivered=True
+    )
     assert len(fake.journal.final_events_applied(job.id)) == 1
     assert len(fake.journal.events(job.id)) == 1

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from batching import ID_A, ID_B, ID_C, new_tracker, planned
 from helpers import client_for, mixed_updates, successful_updates
 from pleo_export_async import (
     CompletionOutcome,
+    ExportItem,
     ItemUpdate,
     JobEvent,
     JobFinished,
@@ -613,7 +615,8 @@ async def test_two_jobs_share_one_store_without_mixing(durable: Durable) -> None
 async def test_a_new_process_skips_what_was_acknowledged_and_completes_once(
     fake: FakePleo, durable: Durable
 ) -> None:
-    """A second client on the same storage sends only the rest, and finds the event delivered."""
+    """A second client on the same storage sends only the rest; a third finds the event
+    delivered and says so (already_delivered), sending nothing."""
     job = fake.create_job(items=300)
     updates = mixed_updates(job)
     async with durable.process() as ledger, client(fake) as pleo:
@@ -626,14 +629,38 @@ async def test_a_new_process_skips_what_was_acknowledged_and_completes_once(
     assert set(report.acknowledged) == {u.accounting_entry_id for u in updates[200:]}
     assert outcome.event is JobEvent.COMPLETED_WITH_ERRORS
     assert (outcome.successful, outcome.failed) == (270, 30)
+    assert not outcome.already_delivered
     requests = len(fake.journal.requests)
     async with durable.process() as ledger, client(fake) as pleo:
         run = pleo.job(job.id, ledger=ledger)
-        assert await run.complete() == outcome
+        assert await run.complete() == attrs.evolve(outcome, already_delivered=True)
         with pytest.raises(JobFinished):
             await run.update(updates)
     assert len(fake.journal.requests) == requests
     assert fake.journal.resent_after_ack() == {}
+
+
+async def test_process_job_on_a_job_another_run_closed_says_it_sent_nothing(
+    fake: FakePleo, durable: Durable
+) -> None:
+    """A replica that takes up a job another replica closed meanwhile gets the recorded outcome
+    marked already_delivered, with no request, so it does not report the close as its own."""
+    job = fake.create_job(items=20, status="pending")
+    results = {update.accounting_entry_id: update for update in mixed_updates(job)}
+
+    async def handler(item: ExportItem) -> ItemUpdate:
+        return results[item.accounting_entry_id]
+
+    async with durable.process() as ledger, client(fake) as pleo:
+        closing = await pleo.process_job(job.id, handler, ledger=ledger)
+    assert closing is not None
+    assert not closing.already_delivered
+    requests = len(fake.journal.requests)
+    async with durable.process() as ledger, client(fake) as pleo:
+        again = await pleo.process_job(job.id, handler, ledger=ledger)
+    assert again == attrs.evolve(closing, already_delivered=True)
+    assert len(fake.journal.requests) == requests
+    assert len(fake.journal.final_events_applied(job.id)) == 1
 
 
 async def test_resume_reconciles_batches_in_flight_at_the_crash(

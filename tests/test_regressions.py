@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
@@ -51,7 +52,8 @@ async def test_two_job_runs_of_one_job_sending_the_same_500_updates_at_once_send
     None
 ):
     """Two JobRuns of one job on one client, updating the same 500 items at once, send each
-    update once and one final event, and the second run reports them skipped."""
+    update once and one final event, and the second run reports them skipped and the event
+    already delivered."""
     async with FakePleo(seed=13, strict=True, faults=Faults(latency=(0.001, 0.004))) as fake:
         job = fake.create_job(items=500)
         updates = successful_updates(job.item_ids)
@@ -67,7 +69,8 @@ async def test_two_job_runs_of_one_job_sending_the_same_500_updates_at_once_send
         assert sorted(len(report.acknowledged) for report in reports) == [0, 500]
         assert sorted(len(report.skipped) for report in reports) == [0, 500]
         assert _final_event_posts(fake, job.id) == [{"event": "completed", "jobId": job.id}]
-        assert outcomes[0] == outcomes[1]
+        assert sorted(outcome.already_delivered for outcome in outcomes) == [False, True]
+        assert len({attrs.evolve(outcome, already_delivered=False) for outcome in outcomes}) == 1
         assert outcomes[0].event is JobEvent.COMPLETED
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 from helpers import client_for, successful_updates, wait_until
@@ -448,8 +449,8 @@ async def test_process_job_resumes_an_in_progress_job_without_a_second_started()
 async def test_process_job_on_a_job_this_ledger_closed_returns_its_outcome_by_reading_only(
     fake: FakePleo,
 ) -> None:
-    """Run again on a job its ledger closed, `process_job` returns the recorded outcome, calls
-    no handler and sends nothing but reads."""
+    """Run again on a job its ledger closed, `process_job` returns the recorded outcome marked
+    already_delivered, calls no handler and sends nothing but reads."""
     job = fake.create_job(items=30, status="pending")
     again_called: list[str] = []
 
@@ -462,7 +463,8 @@ async def test_process_job_on_a_job_this_ledger_closed_returns_its_outcome_by_re
         seen = len(fake.journal.requests)
         again = await client.process_job(job.id, handler_again)
     assert first is not None
-    assert again == first
+    assert not first.already_delivered
+    assert again == attrs.evolve(first, already_delivered=True)
     assert again_called == []
     assert [(e.method, e.path) for e in fake.journal.requests[seen:] if e.method != "GET"] == []
     assert len(fake.journal.final_events_applied(job.id)) == 1
