@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
@@ -259,25 +260,32 @@ class PleoExportClient:
         *,
         ledger: Ledger | None = None,
         company_id: str | None = None,
-        jobs_at_once: int = 1,
+        companies_at_once: int = 1,
         concurrency: int = 8,
         poll_interval: float = 30.0,
         stop: asyncio.Event | None = None,
         once: bool = False,
+        jobs_at_once: int | None = None,
     ) -> dict[str, CompletionOutcome]:
-        """Work the pending and in_progress export jobs as one of many workers: each job goes
-        through `process_job`, at most `jobs_at_once` at a time, oldest first.
+        """Work the pending and in_progress export jobs as one of many workers, in Pleo's order:
+        per company one job at a time, the one in progress or else the oldest pending (by
+        `createdAt`), each through `process_job`; up to `companies_at_once` companies at once.
 
-        Workers that share `ledger` share the jobs out: a job another worker holds is skipped
-        at once (`process_job(wait=False)`) and taken up by whoever finds it free on a later
-        round, so with `PostgresLedger` N replicas of a connector poll the same company and
-        each job is processed by one worker at a time. A job whose worker died is taken up once
-        its lease expires, and resumed from the ledger.
+        Workers that share `ledger` share the companies out. One worker at a time holds a
+        company's turn and works its jobs one after another; the others skip that company at
+        once and take it up when they find it free on a later round. With `PostgresLedger` the
+        turn is a lease in the database, so N replicas keep the order between them; with any
+        other ledger the workers of this process that share it do. A job whose worker died is
+        taken up once its lease expires, and resumed from the ledger.
 
         A job that fails with an API or ledger error is logged and tried again on a later
-        round; the others go on. It lists the jobs again every `poll_interval` seconds until
-        `stop` is set (the jobs under way finish their current results, complete nothing more,
-        and stay resumable); with `once=True` it returns after one round.
+        round; the company's newer jobs wait for it, and the other companies go on. It lists
+        the jobs again every `poll_interval` seconds until `stop` is set (the jobs under way
+        finish their current results, complete nothing more, and stay resumable); with
+        `once=True` it returns after one round, each company's open jobs worked.
+
+        `jobs_at_once` is the old name of `companies_at_once`, deprecated: jobs of one company
+        no longer run at once, as Pleo's order asks.
 
         Returns the outcomes of the jobs this call completed, by job ID.
 
@@ -290,12 +298,29 @@ class PleoExportClient:
         raises `CancelledError` once the jobs under way have stopped, with no final event sent
         for them.
         """
+        if jobs_at_once is not None:
+            warnings.warn(
+                "run_pending(jobs_at_once=) is deprecated: use companies_at_once=, the number "
+                "of companies worked at once (Pleo's order allows one job of a company at a "
+                "time)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            _checks.whole_number("jobs_at_once", jobs_at_once, low=1)
+            if companies_at_once != 1 and companies_at_once != jobs_at_once:
+                raise InvalidInput(
+                    "jobs_at_once",
+                    jobs_at_once,
+                    f"is the old name of companies_at_once, given as {companies_at_once!r}: "
+                    "pass only companies_at_once",
+                )
+            companies_at_once = jobs_at_once
         return await run_pending(
             self,
             handler,
             ledger=ledger,
             company_id=company_id,
-            jobs_at_once=jobs_at_once,
+            companies_at_once=companies_at_once,
             concurrency=concurrency,
             poll_interval=poll_interval,
             stop=stop,

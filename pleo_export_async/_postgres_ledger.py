@@ -36,13 +36,14 @@ import random
 import re
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _codec
 from ._checks import is_int, is_number
+from ._company_turns import CompanyBusy
 from ._core._acknowledgements import Acknowledgements
 from ._core._batches import Batch
 from ._durable_rows import (
@@ -114,6 +115,14 @@ class PostgresJobLedger:
         return self._job_id
 
     @property
+    def lease_key(self) -> str:
+        return self._job_id
+
+    @property
+    def what(self) -> str:
+        return f"job {self._job_id}"
+
+    @property
     def acknowledgements(self) -> Acknowledgements:
         return self._acknowledgements
 
@@ -183,6 +192,27 @@ async def _nothing_more_to_reset(connection: asyncpg.Connection) -> None:
     on every release: a round trip more per statement, a third of the ledger's. The pooled
     connections leave nothing for it to undo: LISTEN has a connection of its own, the advisory
     lock is a transaction's, and nothing SETs or opens a cursor."""
+
+
+class _CompanyLease:
+    """A company's turn (R19) as a lease row, `company:<id>`, beside the jobs' leases: taken,
+    renewed and let go as a job's is, so it holds across every worker of the database."""
+
+    def __init__(self, company_id: str) -> None:
+        self.lease_key = f"company:{company_id}"
+        self.what = f"company {company_id}"
+        self.fence: int | None = None
+        self.valid_until = 0.0
+        self.lost: str | None = None
+        self.renewing = asyncio.Lock()
+        self.renewal: asyncio.Task[None] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.lost is None and self.fence is not None
+
+
+_Lease = PostgresJobLedger | _CompanyLease
 
 
 class _LeaseGuard:
@@ -458,6 +488,28 @@ class PostgresLedger:
 
     # -- leases --------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def company_turn(self, company_id: str) -> AsyncIterator[_CompanyLease]:
+        """The company's turn at its jobs (R19), held by one worker of the database at a time;
+        raises `CompanyBusy` at once if another holds it. Renewed in the background; `held`
+        turns False once it may have run out."""
+        lease = _CompanyLease(company_id)
+        loop = asyncio.get_running_loop()
+        asked_at = loop.time()
+        fence = await self._value("take", lease.lease_key, self.holder, self.lease_ttl)
+        if fence is None:
+            try:
+                row = await self._pool_or_raise().fetchrow(self._sql["holder"], lease.lease_key)
+            except self._database_errors as error:
+                raise self._failure(f"cannot read the lease of {lease.what}", error) from None
+            raise CompanyBusy(company_id, "another worker" if row is None else row["holder"])
+        lease.fence, lease.valid_until = fence, asked_at + self.lease_ttl
+        lease.renewal = loop.create_task(self._keep_renewed(lease), name=f"lease {lease.what}")
+        try:
+            yield lease
+        finally:
+            await self._give_back(lease)
+
     async def _take(self, job: PostgresJobLedger, wait: bool) -> None:
         """Take the job's lease, waiting for it unless `wait` is false; read the job again if
         another worker held it since this one last did."""
@@ -500,7 +552,7 @@ class PostgresLedger:
             job_id, row["holder"], f"(its lease runs until {expires:%Y-%m-%dT%H:%M:%SZ})"
         )
 
-    async def _keep_renewed(self, job: PostgresJobLedger) -> None:
+    async def _keep_renewed(self, job: _Lease) -> None:
         interval = self.lease_ttl / 3
         loop = asyncio.get_running_loop()
         while job.lost is None:
@@ -509,7 +561,7 @@ class PostgresLedger:
             await asyncio.sleep(max(min(1.0, interval), next_renewal - loop.time()))
             await self._renew(job)
 
-    async def _renew(self, job: PostgresJobLedger) -> None:
+    async def _renew(self, job: _Lease) -> None:
         """Push the lease's expiry out; mark it lost if it was taken, or once it may have
         expired without a renewal getting through."""
         async with job.renewing:
@@ -521,7 +573,7 @@ class PostgresLedger:
             try:
                 renewed = await self._value(
                     "renew",
-                    job.job_id,
+                    job.lease_key,
                     self.holder,
                     fence,
                     self.lease_ttl,
@@ -553,7 +605,7 @@ class PostgresLedger:
         if loop.time() + seconds > job.valid_until:
             raise job._lease_lost("it could not be renewed in time")
 
-    async def _give_back(self, job: PostgresJobLedger) -> None:
+    async def _give_back(self, job: _Lease) -> None:
         """Let the lease go (its row stays, so the fence keeps counting); if the database cannot
         be told, the lease expires by itself."""
         renewal, job.renewal = job.renewal, None
@@ -566,12 +618,12 @@ class PostgresLedger:
             return
         try:
             async with self._pool.acquire(timeout=5) as connection, connection.transaction():
-                await connection.execute(self._sql["release"], job.job_id, self.holder, fence)
-                await connection.execute("SELECT pg_notify($1, $2)", self._channel, job.job_id)
+                await connection.execute(self._sql["release"], job.lease_key, self.holder, fence)
+                await connection.execute("SELECT pg_notify($1, $2)", self._channel, job.lease_key)
         except self._database_errors as error:
             logger.warning(
-                "ledger: could not let go of the lease of job %s (it expires by itself): %s",
-                job.job_id,
+                "ledger: could not let go of the lease of %s (it expires by itself): %s",
+                job.what,
                 self._say(error),
             )
 

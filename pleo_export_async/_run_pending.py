@@ -1,17 +1,21 @@
-"""`run_pending`: one worker of a connector service, sharing a company's export jobs out with
-the other workers of its ledger, job by job, each held by one worker at a time (rule R18; the
-Workflow layer)."""
+"""`run_pending`: one worker of a connector service. It keeps Pleo's job order (rule R19): per
+company one job at a time, the one in progress or else the oldest pending, across every worker
+that shares the ledger; different companies run in parallel. Each job is held by one worker at a
+time (R18; the Workflow layer)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 
 from . import _checks
+from ._company_turns import CompanyBusy, CompanyTurn, company_turns_of
 from ._enums import JobStatus
 from ._errors import InvalidInput, JobFinished, JobLeased, PleoExportError
 from ._ledger import Ledger
+from ._models import ExportJob
 from ._process_job import Handler, JobSource, process_held_job
 from ._report import CompletionOutcome
 
@@ -21,20 +25,41 @@ logger = logging.getLogger("pleo_export_async")
 _OPEN_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
 
 
+def next_job(open_jobs: Iterable[ExportJob]) -> ExportJob | None:
+    """The one job of a company Pleo's order lets a worker take: the one in progress (resumed,
+    so that no second one starts), or else the oldest pending one by `createdAt`. Pleo gives
+    `createdAt` in whole seconds: jobs of the same second keep the listing's order."""
+    return min(
+        open_jobs,
+        key=lambda job: (job.status != JobStatus.IN_PROGRESS, job.created_at),
+        default=None,
+    )
+
+
+def companies_in_order(open_jobs: Iterable[ExportJob]) -> list[str]:
+    """The companies with open jobs, the one whose oldest job has waited longest first."""
+    oldest: dict[str, ExportJob] = {}
+    for job in open_jobs:
+        known = oldest.get(job.company_id)
+        if known is None or job.created_at < known.created_at:
+            oldest[job.company_id] = job
+    return sorted(oldest, key=lambda company: oldest[company].created_at)
+
+
 async def run_pending(
     client: JobSource,
     handler: Handler,
     *,
     ledger: Ledger | None,
     company_id: str | None,
-    jobs_at_once: int,
+    companies_at_once: int,
     concurrency: int,
     poll_interval: float,
     stop: asyncio.Event | None,
     once: bool,
 ) -> dict[str, CompletionOutcome]:
     _checks.async_function("handler", handler, of="an ExportItem")
-    _checks.whole_number("jobs_at_once", jobs_at_once, low=1)
+    _checks.whole_number("companies_at_once", companies_at_once, low=1)
     _checks.whole_number("concurrency", concurrency, low=1)
     _checks.positive_seconds("poll_interval", poll_interval, "must be a number of seconds above 0")
     _checks.flag("once", once)
@@ -42,51 +67,80 @@ async def run_pending(
         company_id = _checks.uuid_string("company_id", company_id)
     stopped = stop if stop is not None else asyncio.Event()
     completed: dict[str, CompletionOutcome] = {}
-    slots = asyncio.Semaphore(jobs_at_once)
+    slots = asyncio.Semaphore(companies_at_once)
+    turns = company_turns_of(ledger if ledger is not None else client)
     # A handler that gave no awaitable is the caller's mistake, and every job would meet it: no
     # job is taken after it, and it is raised once the jobs under way have ended.
     refused: list[InvalidInput] = []
     halted = asyncio.Event()  # set with the first refusal, to end the wait between rounds
 
-    working: set[str] = set()  # this worker's jobs under way: not offered to it again
+    working: set[str] = set()  # this worker's companies under way: not offered to it again
 
-    async def work(job_id: str) -> None:
+    async def work_job(job_id: str) -> bool:
+        """Work the job; True once it is closed, so the company's next job may start."""
         run = client.job(job_id, ledger=ledger, wait=False)
         try:
             async with run.hold():
                 if await run.recorded_outcome() is not None:
-                    # Closed by another worker between our listing and our turn.
-                    return
+                    return True  # closed by another worker between its listing and our turn
                 outcome = await process_held_job(run, handler, concurrency, stopped, None)
         except InvalidInput as error:
             # The arguments were checked up front: what is left is the handler's first call.
             refused.append(error)
             halted.set()
+            return False
         except JobLeased:
+            # Someone works it outside the company's turn (a direct process_job): the company's
+            # newer jobs wait for it.
             logger.debug("job held by another worker; skipped", extra={"job_id": job_id})
+            return False
         except JobFinished:
             logger.debug("job closed by someone else; skipped", extra={"job_id": job_id})
+            return True
         except PleoExportError:
             # One job's trouble (an API refusal, a lost lease, a ledger error) is that job's:
-            # the others go on, and this one is listed again on the next round.
+            # the other companies go on, and this one is tried again on the next round. Its
+            # newer jobs wait: Pleo's order lets none of them start before it.
             logger.exception("job not finished; it is tried again later", extra={"job_id": job_id})
-        else:
-            if outcome is not None:
-                completed[job_id] = outcome
+            return False
+        if outcome is None:
+            return False  # stopped
+        completed[job_id] = outcome
+        return True
+
+    async def work_company(company: str) -> None:
+        try:
+            async with turns.company_turn(company) as turn:
+                await work_jobs_in_turn(company, turn)
+        except CompanyBusy as busy:
+            logger.debug("company %s is worked by %s; skipped", company, busy.holder)
+        except PleoExportError:
+            logger.exception("company %s: its jobs are tried again later", company)
         finally:
-            working.discard(job_id)
+            working.discard(company)
             slots.release()
 
+    async def work_jobs_in_turn(company: str, turn: CompanyTurn) -> None:
+        # Listed again now that the turn is ours: the round's listing may be older than the
+        # last job another worker closed.
+        while turn.held and not stopped.is_set() and not halted.is_set():
+            job = next_job(
+                [job async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company)]
+            )
+            if job is None or not await work_job(job.id):
+                return
+
     async def one_round(group: asyncio.TaskGroup) -> None:
-        async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company_id):
-            if job.id in working:
+        listed = [job async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company_id)]
+        for company in companies_in_order(listed):
+            if company in working:
                 continue
             await slots.acquire()
             if stopped.is_set() or halted.is_set():
                 slots.release()
                 return
-            working.add(job.id)
-            group.create_task(work(job.id))
+            working.add(company)
+            group.create_task(work_company(company))
 
     listing_failed: PleoExportError | None = None
     async with asyncio.TaskGroup() as group:

@@ -175,10 +175,12 @@ def test_every_cited_test_exists() -> None:
 
 
 def test_every_behaviour_rule_cites_a_test() -> None:
-    """behaviour.md has a section for each of R1 to R18, and each cites at least one test."""
+    """behaviour.md has a section for each rule from R1 on, in order, through at least R19, and
+    each cites at least one test."""
     sections = re.split(r"^## ", (DOCS / "behaviour.md").read_text(), flags=re.MULTILINE)[1:]
     rules = {section.split()[0]: section for section in sections}
-    assert list(rules) == [f"R{n}" for n in range(1, 19)]
+    assert list(rules) == [f"R{n}" for n in range(1, len(rules) + 1)]
+    assert len(rules) >= 19
     assert [rule for rule, text in rules.items() if not CITATION.search(text)] == []
 
 

@@ -82,7 +82,9 @@ async def test_a_version_1_file_migrates_and_its_jobs_finish_once(
     assert (outcome_a.successful, outcome_a.failed) == (300, 0)
     assert outcome_b.event is JobEvent.COMPLETED_WITH_ERRORS
     assert (outcome_b.successful, outcome_b.failed) == (108, 12)
-    assert outcome_c == CompletionOutcome(JOB_C, JobEvent.COMPLETED, None, None, 40, 0, 0)
+    assert outcome_c == CompletionOutcome(
+        JOB_C, JobEvent.COMPLETED, None, None, 40, 0, 0, already_delivered=True
+    )
     for job_id in (JOB_A, JOB_B, JOB_C):
         assert journal.resent_after_ack(job_id) == {}
         assert len(journal.final_events_applied(job_id)) == 1

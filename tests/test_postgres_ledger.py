@@ -19,6 +19,7 @@ import pytest
 from batching import new_tracker, planned
 from pleo_export_async import InvalidInput, ItemUpdate, LedgerError, PostgresLedger
 from pleo_export_async._codec import encode_item_updates
+from pleo_export_async._company_turns import CompanyBusy
 from pleo_export_async._postgres_schema import APPLICATION, SCHEMA_VERSION
 
 JOB_A = "11111111-1111-4111-8111-111111111111"
@@ -176,6 +177,36 @@ async def test_ledgers_starting_at_once_on_a_fresh_schema_all_work(
         for job_id in JOB_IDS:
             job = await reader.open_job(job_id)
             assert job.acknowledgements.tally().successful == 1, job_id
+
+
+async def test_a_company_turn_is_held_by_one_worker_of_the_database_at_a_time(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """A second ledger on the database is refused a company's turn while the first holds it,
+    gets another company's, and gets the first company's once it is let go; renewed in the
+    background meanwhile, each turn is a `company:<id>` row beside the jobs' leases."""
+    company, other = "0b5f3a2e-7c1d-4e8f-9a6b-2d4c6e8f0a1b", "5e0c2a1b-3d4f-4a6b-8c9d-0e1f2a3b4c5d"
+    async with (
+        PostgresLedger(postgres_dsn, schema=postgres_schema, lease_ttl=3) as first,
+        PostgresLedger(postgres_dsn, schema=postgres_schema, lease_ttl=3) as second,
+    ):
+        async with first.company_turn(company) as turn:
+            assert turn.held
+            with pytest.raises(CompanyBusy) as busy:
+                async with second.company_turn(company):
+                    pass
+            assert busy.value.holder == first.holder
+            async with second.company_turn(other) as elsewhere:
+                assert elsewhere.held
+            await asyncio.sleep(2.5)  # past most of the lease's 3 s: renewed in the background
+            with pytest.raises(CompanyBusy):
+                async with second.company_turn(company):
+                    pass
+        assert not turn.held
+        async with second.company_turn(company) as taken:
+            assert taken.held
+    rows = await fetch(postgres_dsn, f"SELECT job_id, fence FROM {postgres_schema}.lease")
+    assert sorted(rows) == [(f"company:{company}", 2), (f"company:{other}", 1)]
 
 
 async def test_the_password_never_appears_in_repr_or_in_a_ledger_error() -> None:

@@ -1,10 +1,12 @@
-"""`client.run_pending`: workers that share a ledger share a company's open jobs out, each job
-worked by one of them at a time and closed by exactly one final event (R11, R17, R18)."""
+"""`client.run_pending`: workers that share a ledger share the companies' open jobs out in
+Pleo's order, one job of a company at a time, oldest first (R19), each job worked by one of them
+at a time and closed by exactly one final event (R11, R17, R18)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -24,11 +26,39 @@ from pleo_export_async import (
     PleoExportClient,
     PostgresLedger,
 )
-from pleo_export_async.testing import FakePleo, Faults, FaultSpec
+from pleo_export_async.testing import FakeJob, FakePleo, Faults, FaultSpec
 
 pytestmark = pytest.mark.usefixtures("instant")
 
 OTHER_COMPANY = "0b5f3a2e-7c1d-4e8f-9a6b-2d4c6e8f0a1b"
+
+
+def company(number: int) -> str:
+    return f"00000000-0000-4000-8000-{number:012d}"
+
+
+def created_minutes_ago(fake: FakePleo, minutes: int, company_id: str) -> FakeJob:
+    """A pending job whose `createdAt` is `minutes` before now."""
+    fake.advance_clock(-60 * minutes)
+    try:
+        return fake.create_job(items=60, status="pending", company_id=company_id)
+    finally:
+        fake.advance_clock(60 * minutes)
+
+
+def assert_in_pleos_order(fake: FakePleo, jobs: list[FakeJob]) -> None:
+    """Per company, each job (oldest first) was started only after the one before it got
+    its final event: never two in progress at once, the oldest first (from the fake's journal)."""
+    by_company: dict[str, list[FakeJob]] = {}
+    for job in jobs:
+        by_company.setdefault(job.company_id, []).append(job)
+    for company_jobs in by_company.values():
+        for earlier, later in itertools.pairwise(company_jobs):
+            (closed,) = fake.journal.final_events_applied(earlier.id)
+            assert closed.answered_at is not None
+            started = fake.journal.events(later.id)[0]
+            assert started.body["event"] == "started"
+            assert started.received_at > closed.answered_at, (earlier.id, later.id)
 
 
 async def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
@@ -112,7 +142,8 @@ async def test_three_postgres_workers_share_the_jobs_and_close_each_once(
     postgres_dsn: str, postgres_schema: str
 ) -> None:
     """Three workers, each with its own PostgresLedger on one database, close every pending job
-    once, call the handler once per item, and resend nothing acknowledged, under faults."""
+    of a company once and one after another, call the handler once per item, and resend
+    nothing acknowledged, under faults."""
     faults = Faults(
         server_error=FaultSpec(probability=0.05),
         lost_response=FaultSpec(probability=0.05),
@@ -127,6 +158,58 @@ async def test_three_postgres_workers_share_the_jobs_and_close_each_once(
         every_item = [entry_id for job in jobs for entry_id in job.item_ids]
         assert calls == Counter(every_item), "no item went to the ERP twice"
         assert all(fake.job_status(job.id) == "completed_with_errors" for job in jobs)
+        assert_in_pleos_order(fake, jobs)
+
+
+async def test_replicas_keep_pleos_order_per_company_and_work_companies_in_parallel(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """Three workers on one PostgresLedger, two companies at once each, over 4 companies with 3
+    jobs each: per company no two jobs in progress at once, oldest first; all 12 close once,
+    nothing resent, and jobs of different companies were in progress at the same time."""
+    async with FakePleo(seed=19, strict=True, faults=Faults(latency=(0.001, 0.004))) as fake:
+        # Listed in creation order, which is not createdAt's: the oldest is the second made.
+        made = [
+            (minutes, created_minutes_ago(fake, minutes, company(number)))
+            for minutes in (2, 3, 1)
+            for number in range(4)
+        ]
+        jobs = [job for _, job in sorted(made, key=lambda made: -made[0])]
+        calls: Counter[str] = Counter()
+        async with postgres_workers(fake, postgres_dsn, postgres_schema, 3) as workers:
+            stop = asyncio.Event()
+            runs = [
+                asyncio.create_task(
+                    client.run_pending(
+                        counting_handler(calls),  # type: ignore[arg-type]
+                        ledger=ledger,
+                        companies_at_once=2,
+                        poll_interval=0.05,
+                        stop=stop,
+                    )
+                )
+                for client, ledger in workers
+            ]
+            try:
+                await wait_until(
+                    lambda: (
+                        len(fake.journal.final_events_applied()) >= len(jobs)
+                        or any(run.done() for run in runs)
+                    ),
+                    seconds=120,
+                )
+            finally:
+                stop.set()
+            outcomes = list(await asyncio.gather(*runs))
+        assert_each_job_closed_once(fake, [job.id for job in jobs], outcomes)
+        assert calls == Counter(entry_id for job in jobs for entry_id in job.item_ids)
+        assert_in_pleos_order(fake, jobs)
+        starts = sorted(fake.journal.events(job.id)[0].received_at for job in jobs[:4])
+        first_closed = min(
+            fake.journal.final_events_applied(job.id)[0].answered_at or starts[-1]
+            for job in jobs[:4]
+        )
+        assert starts[1] < first_closed, "two companies' first jobs were in progress at once"
 
 
 async def test_workers_sharing_a_memory_ledger_share_the_jobs_in_one_process() -> None:
@@ -157,24 +240,29 @@ async def test_once_works_the_open_jobs_of_the_company_then_returns_their_outcom
                 counting_handler(calls),  # type: ignore[arg-type]
                 ledger=MemoryLedger(),
                 company_id=fake.company_id,
-                jobs_at_once=2,
+                companies_at_once=2,
                 once=True,
             )
         assert set(outcomes) == {pending.id, running.id}
         assert outcomes[pending.id].successful + outcomes[pending.id].failed == 30
         assert fake.job_status(other.id) == "pending"
-        assert [entry.job_id for entry in fake.journal.final_events_applied()] in (
-            [pending.id, running.id],
-            [running.id, pending.id],
+        # The job in progress first, though newer: starting the pending one would make two.
+        assert [entry.job_id for entry in fake.journal.final_events_applied()] == [
+            running.id,
+            pending.id,
+        ]
+        assert fake.journal.events(pending.id)[0].received_at > (
+            fake.journal.final_events_applied(running.id)[0].answered_at or 0
         )
 
 
-async def test_a_job_held_by_another_worker_is_skipped_and_taken_up_once_it_is_free() -> None:
-    """A job another worker holds is passed over without waiting, the other jobs go on, and a
-    later round takes it up once its holder lets go."""
+async def test_a_held_oldest_job_holds_its_company_back_and_the_others_go_on() -> None:
+    """While another worker holds a company's oldest job, the company's newer job is not
+    started and other companies' jobs are closed; once it is let go, both are closed in order."""
     async with FakePleo(seed=14, strict=True) as fake:
         held = fake.create_job(items=40, status="pending")
-        free = fake.create_job(items=40, status="pending")
+        newer = fake.create_job(items=40, status="pending")
+        elsewhere = fake.create_job(items=40, status="pending", company_id=OTHER_COMPANY)
         ledger = MemoryLedger()
         calls: Counter[str] = Counter()
         async with client_for(fake) as holder, client_for(fake) as worker:
@@ -191,20 +279,51 @@ async def test_a_job_held_by_another_worker_is_skipped_and_taken_up_once_it_is_f
                 worker.run_pending(
                     counting_handler(calls),  # type: ignore[arg-type]
                     ledger=ledger,
+                    companies_at_once=2,
                     poll_interval=0.05,
                     stop=stop,
                 )
             )
-            await wait_until(lambda: fake.job_status(free.id) == "completed_with_errors")
+            await wait_until(lambda: fake.job_status(elsewhere.id) == "completed_with_errors")
+            await asyncio.sleep(0.2)  # rounds go by while the oldest job is held
             assert fake.job_status(held.id) == "pending", "the held job was not touched"
-            assert not any(entry_id in calls for entry_id in held.item_ids)
+            assert fake.job_status(newer.id) == "pending", "the newer job waits for the held one"
+            assert not any(entry_id in calls for entry_id in [*held.item_ids, *newer.item_ids])
             release.set()
             await holding
-            await wait_until(lambda: fake.job_status(held.id) == "completed_with_errors")
+            await wait_until(lambda: fake.job_status(newer.id) == "completed_with_errors")
             stop.set()
             outcomes = await running
-        assert set(outcomes) == {held.id, free.id}
-        assert len(fake.journal.final_events_applied()) == 2
+        assert set(outcomes) == {held.id, newer.id, elsewhere.id}
+        assert_in_pleos_order(fake, [held, newer])
+
+
+async def test_jobs_at_once_is_the_deprecated_name_of_companies_at_once() -> None:
+    """jobs_at_once= still works, as companies_at_once=, with a DeprecationWarning; given with
+    a different companies_at_once it is bad input, before any request."""
+    async with FakePleo(seed=20, strict=True) as fake:
+        first = fake.create_job(items=10, status="pending")
+        second = fake.create_job(items=10, status="pending", company_id=OTHER_COMPANY)
+        async with client_for(fake) as client:
+            with (
+                pytest.raises(InvalidInput) as raised,
+                pytest.warns(DeprecationWarning, match="jobs_at_once"),
+            ):
+                await client.run_pending(
+                    counting_handler(Counter()),  # type: ignore[arg-type]
+                    companies_at_once=3,
+                    jobs_at_once=2,
+                    once=True,
+                )
+            assert raised.value.field == "jobs_at_once"
+            assert fake.journal.entries() == []
+            with pytest.warns(DeprecationWarning, match="companies_at_once"):
+                outcomes = await client.run_pending(
+                    counting_handler(Counter()),  # type: ignore[arg-type]
+                    jobs_at_once=2,
+                    once=True,
+                )
+        assert set(outcomes) == {first.id, second.id}
 
 
 async def test_stop_leaves_the_unfinished_job_in_progress_with_no_final_event() -> None:
@@ -236,8 +355,8 @@ async def test_stop_leaves_the_unfinished_job_in_progress_with_no_final_event() 
 @pytest.mark.parametrize(
     ("options", "field"),
     [
-        ({"jobs_at_once": 0}, "jobs_at_once"),
-        ({"jobs_at_once": True}, "jobs_at_once"),
+        ({"companies_at_once": 0}, "companies_at_once"),
+        ({"companies_at_once": True}, "companies_at_once"),
         ({"concurrency": -1}, "concurrency"),
         ({"poll_interval": 0}, "poll_interval"),
         ({"poll_interval": float("nan")}, "poll_interval"),

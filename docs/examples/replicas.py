@@ -50,7 +50,7 @@ async def replica(
         outcomes = await client.run_pending(
             book,
             ledger=ledger,
-            jobs_at_once=2,  # jobs this replica works at the same time
+            companies_at_once=2,  # companies this replica works at once
             concurrency=8,  # handler calls per job
             poll_interval=0.5,  # list the jobs again every ... seconds
             stop=stop,  # set by SIGTERM: finish the results, then return

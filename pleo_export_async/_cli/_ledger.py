@@ -533,7 +533,7 @@ async def _read_postgres(dsn: str, schema: str, *, with_jobs: bool) -> LedgerVie
                 )
                 lease_rows = await connection.fetch(
                     f"SELECT job_id, holder, fence, expires_at, expires_at > now() AS held"
-                    f" FROM {schema}.lease"
+                    f" FROM {schema}.lease WHERE job_id NOT LIKE 'company:%'"
                 )
                 leases = {
                     row["job_id"]: Lease(
