@@ -8,9 +8,16 @@ Its output is a contract scripts rely on. stdout gets one `key=value` pair per l
     api_key=test-api-key
     company_id=<uuid>
     job_id=<uuid>          (one line per job, oldest first)
+    webhook_url=<url>      (only with --webhook-url)
     ready
 
-With `--json` the same is one JSON object on one line, with `"ready": true`. Hints go to stderr.
+With `--json` the same is one JSON object on one line, with `"ready": true` (and `webhook_url`
+with --webhook-url). Hints go to stderr.
+
+With `--webhook-url`, every job created pending (those it creates at start, and those created
+through POST /v3/export-jobs) is announced by a job-created notification POSTed there, signed
+with `--webhook-secret` or `PLEO_WEBHOOK_SECRET` (`whsec_...`; never printed), or with a secret
+of its own when neither is given.
 On SIGINT or SIGTERM it prints what it received per job (requests, items, updates sent again
 after their acknowledgement, final events; a table, or with `--json` one more JSON line) and
 exits 0. `GET /_fake/journal` shows the same, and every request, while it runs.
@@ -88,6 +95,20 @@ _STARTING_STATUSES = ("in_progress", "pending")
 @click.option(
     "--strict", "lenient", flag_value=False, hidden=True, help="The default (kept for old scripts)."
 )
+@click.option(
+    "--webhook-url",
+    metavar="URL",
+    default=None,
+    help="Send a signed job-created notification here for every job created pending.",
+)
+@click.option(
+    "--webhook-secret",
+    metavar="whsec_...",
+    envvar="PLEO_WEBHOOK_SECRET",
+    default=None,
+    show_envvar=True,
+    help="The Standard Webhooks secret that signs the notifications (a new one if not given).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines on stdout.")
 @click.pass_context
 def fake_server(
@@ -101,6 +122,8 @@ def fake_server(
     api_key: str,
     faults: str,
     lenient: bool,
+    webhook_url: str | None,
+    webhook_secret: str | None,
     as_json: bool,
 ) -> None:
     """Serve a fake Pleo Export API until SIGINT or SIGTERM, then summarise what it received."""
@@ -116,32 +139,44 @@ def fake_server(
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signal_number, stop.set)
-        fake = FakePleo(
-            host=host,
-            port=port,
-            api_key=api_key,
-            seed=seed,
-            faults=faults_for(faults),
-            strict=not lenient,
-        )
+        try:
+            fake = FakePleo(
+                host=host,
+                port=port,
+                api_key=api_key,
+                seed=seed,
+                faults=faults_for(faults),
+                strict=not lenient,
+                webhook_url=webhook_url,
+                webhook_secret=webhook_secret,
+            )
+        except ValueError as error:
+            # The fake's message names its parameter (webhook_url or webhook_secret) and the
+            # problem, never the secret itself.
+            output.error(f"bad webhook setting: {error}")
+            return ExitCode.BAD_INPUT
+        except ImportError as error:
+            output.error(str(error))
+            return ExitCode.BAD_INPUT
         async with fake:
             created = [fake.create_job(items=items, status=status) for _ in range(job_count)]
             if output.json_mode:
-                output.json_line(
-                    {
-                        "base_url": fake.base_url,
-                        "api_key": fake.api_key,
-                        "company_id": fake.company_id,
-                        "job_ids": [job.id for job in created],
-                        "ready": True,
-                    }
-                )
+                announcement: dict[str, object] = {
+                    "base_url": fake.base_url,
+                    "api_key": fake.api_key,
+                    "company_id": fake.company_id,
+                    "job_ids": [job.id for job in created],
+                }
+                if webhook_url is not None:
+                    announcement["webhook_url"] = webhook_url
+                output.json_line({**announcement, "ready": True})
             else:
                 lines = [
                     f"base_url={fake.base_url}",
                     f"api_key={fake.api_key}",
                     f"company_id={fake.company_id}",
                     *(f"job_id={job.id}" for job in created),
+                    *([f"webhook_url={webhook_url}"] if webhook_url is not None else []),
                     "ready",
                 ]
                 output.stdout.file.write("\n".join(lines) + "\n")
@@ -150,6 +185,11 @@ def fake_server(
                 f"serving the fake Pleo Export API at {fake.base_url}; stop with Ctrl+C "
                 f"(what it received: GET {fake.base_url}/_fake/journal)"
             )
+            if webhook_url is not None and webhook_secret is None:
+                output.note(
+                    "the notifications are signed with a secret made for this run; pass "
+                    "--webhook-secret or PLEO_WEBHOOK_SECRET to verify them"
+                )
             await stop.wait()
             summaries = fake.job_summaries()
             requests = len(fake.journal.requests)

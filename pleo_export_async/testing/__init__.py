@@ -12,6 +12,10 @@ the lenient opt-in. See `FakePleo`.
         ...  # point a client at fake.base_url with fake.api_key
         assert fake.journal.resent_after_ack(job.id) == {}
 
+With `webhook_url=...` (or a subscription made through its `/v1/subscriptions` API) every job
+created `pending` is announced by a signed job-created notification, sent in the background;
+`journal.webhook_deliveries()` lists every attempt (each a `WebhookDelivery`).
+
 `instant_retries()` makes the client's backoff waits zero inside a block (a Retry-After pause
 from the fake still holds), so tests of retry paths run fast.
 
@@ -23,7 +27,7 @@ as `pleo-export fake-server` (it needs the `cli` extra):
 from pleo_export_async._retry import instant_retries
 
 from ._faults import Faults, FaultSpec
-from ._journal import ItemSend, JobSummary, Journal, JournalEntry, PauseWindow
+from ._journal import ItemSend, JobSummary, Journal, JournalEntry, PauseWindow, WebhookDelivery
 from ._server import FakeJob, FakePleo
 
 # Reprs, help() and tracebacks show where users import these from, not the private module.
@@ -37,6 +41,7 @@ for _public in (
     ItemSend,
     PauseWindow,
     JobSummary,
+    WebhookDelivery,
 ):
     _public.__module__ = __name__
 del _public
@@ -53,5 +58,6 @@ __all__ = [
     "ItemSend",
     "PauseWindow",
     "JobSummary",
+    "WebhookDelivery",
     "instant_retries",
 ]

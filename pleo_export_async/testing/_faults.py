@@ -46,7 +46,8 @@ def _server_error_status(_instance: Any, _attribute: attrs.Attribute[int], value
 @attrs.frozen
 class FaultSpec:
     """When a fault fires: with `probability` per request, and always at the request numbers
-    in `at` (1-based, the `seq` of the journal; counting every request the fake receives)."""
+    in `at` (1-based, the `seq` of the journal; counting every request the fake receives). The
+    webhook faults count job-created notifications instead (see `Faults`)."""
 
     probability: float = attrs.field(default=0.0, validator=_probability)
     at: frozenset[int] = attrs.field(default=frozenset(), converter=_frozen_request_numbers)
@@ -63,6 +64,11 @@ class Faults:
       /v3/export-jobs/{jobId}/items.
     * `lost_event_response`: POST /v3/export-job-events.
     A spec's `at` numbers that land on a request the fault does not apply to are ignored.
+
+    `webhook_dropped` and `webhook_duplicated` count notifications, not requests: the job-created
+    notifications, numbered from 1 in the order the fake creates `pending` jobs (through POST
+    /v3/export-jobs or `FakePleo.create_job`), whether anyone is subscribed or not. A fault on a
+    notification applies to every endpoint it goes to.
     """
 
     # Seconds added to every /v3 request: fixed, or uniform in (low, high).
@@ -93,6 +99,11 @@ class Faults:
     # Any /v3 request: do the work, then wait this long before answering.
     slow_response: FaultSpec = attrs.field(factory=FaultSpec)
     slow_response_delay: float = attrs.field(default=2.0, validator=_non_negative)
+    # Job-created notification: never sent.
+    webhook_dropped: FaultSpec = attrs.field(factory=FaultSpec)
+    # Job-created notification: sent twice, with the same webhook-id, as an at-least-once
+    # delivery may (each copy with its own attempts).
+    webhook_duplicated: FaultSpec = attrs.field(factory=FaultSpec)
 
 
 class FaultDecider:

@@ -21,6 +21,7 @@ from . import _spec
 
 _ITEMS_PATH: Final = re.compile(r"^/v3/export-jobs/([^/]+)/items$")
 _EVENTS_PATH: Final = "/v3/export-job-events"
+SUBSCRIPTIONS_PATH: Final = "/v1/subscriptions"
 # The fake's own endpoints (the journal), outside the API's /v3 paths.
 FAKE_PATH_PREFIX: Final = "/_fake/"
 # Requests within this many seconds of a pause window's edges are not counted as inside it,
@@ -68,6 +69,12 @@ class JournalEntry:
         return self.path.startswith("/v3/")
 
     @property
+    def is_subscriptions_api(self) -> bool:
+        """Whether this is a request of the webhook subscriptions API (/v1/subscriptions...),
+        which needs a credential as /v3 does but sees no injected fault."""
+        return self.path == SUBSCRIPTIONS_PATH or self.path.startswith(f"{SUBSCRIPTIONS_PATH}/")
+
+    @property
     def is_item_update(self) -> bool:
         """Whether this is PUT /v3/export-jobs/{jobId}/items."""
         return self.method == "PUT" and _ITEMS_PATH.match(self.path) is not None
@@ -93,6 +100,39 @@ class ItemSend:
     status: int | None
     received_at: float
     answered_at: float | None
+
+
+@attrs.frozen
+class WebhookDelivery:
+    """One attempt to deliver a job-created notification to one endpoint.
+
+    Every attempt of one notification carries the same `webhook_id` (and `event_id`), to every
+    endpoint; each attempt is signed anew, with its own `webhook-timestamp`.
+    """
+
+    # The `webhook-id` header (`msg_...`) and the body's `eventId`.
+    webhook_id: str
+    event_id: str
+    job_id: str
+    url: str
+    # The subscription the endpoint belongs to; None for `FakePleo(webhook_url=...)`.
+    subscription_id: str | None
+    # 1 for the first attempt of this copy, 2 for its first retry, ...
+    attempt: int
+    # 1; 2 for the second copy the `webhook_duplicated` fault sends.
+    copy: int
+    # The status the endpoint answered; None when the attempt got no answer (see `error`).
+    status: int | None
+    # Why the attempt got no answer (a connection error or the timeout); None when it got one.
+    error: str | None
+    # `time.monotonic()` seconds when the request was sent and when its answer (or error) came.
+    sent_at: float
+    finished_at: float
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the endpoint answered 2xx, which ends the delivery."""
+        return self.status is not None and 200 <= self.status <= 299
 
 
 @attrs.frozen
@@ -130,6 +170,7 @@ class Journal:
         self._idle.set()
         self._pause_windows: list[PauseWindow] = []
         self._applied_events: list[JournalEntry] = []
+        self._webhook_deliveries: list[WebhookDelivery] = []
 
     def __repr__(self) -> str:
         return f"Journal(requests={len(self._requests)}, in_flight={self._in_flight})"
@@ -201,6 +242,10 @@ class Journal:
         self._pause_windows.append(
             PauseWindow(opened_by=opened_by, start=start, end=end, connection=connection)
         )
+
+    def _record_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """An attempt to deliver a notification ended."""
+        self._webhook_deliveries.append(delivery)
 
     def _left_unread(self, entry: JournalEntry) -> None:
         """The client reset the connection with this answer unread: it was not delivered, and
@@ -320,6 +365,15 @@ class Journal:
             and (job_id is None or entry.job_id == job_id.lower())
         ]
 
+    def webhook_deliveries(self, job_id: str | None = None) -> list[WebhookDelivery]:
+        """Every attempt to deliver a job-created notification, of one job or of all, in the
+        order the attempts ended."""
+        return [
+            delivery
+            for delivery in self._webhook_deliveries
+            if job_id is None or delivery.job_id == job_id.lower()
+        ]
+
     def requests_during_pause(self, epsilon: float = DEFAULT_PAUSE_EPSILON) -> list[JournalEntry]:
         """/v3 requests received strictly inside a Retry-After window opened by an earlier 429.
 
@@ -398,7 +452,8 @@ def summarise(journal: Journal, statuses: Mapping[str, str]) -> list[JobSummary]
 
 def journal_document(journal: Journal, statuses: Mapping[str, str]) -> dict[str, Any]:
     """The journal as the JSON document of `GET /_fake/journal`: every request the fake
-    received (its own `/_fake/` requests left out), then a summary per job."""
+    received (its own `/_fake/` requests left out), a summary per job, then every attempt to
+    deliver a notification."""
     return {
         "requests": [
             _request_document(entry)
@@ -406,6 +461,23 @@ def journal_document(journal: Journal, statuses: Mapping[str, str]) -> dict[str,
             if not entry.path.startswith(FAKE_PATH_PREFIX)
         ],
         "jobs": {summary.job_id: summary.to_json() for summary in summarise(journal, statuses)},
+        "webhook_deliveries": [
+            _webhook_delivery_document(delivery) for delivery in journal.webhook_deliveries()
+        ],
+    }
+
+
+def _webhook_delivery_document(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "webhook_id": delivery.webhook_id,
+        "event_id": delivery.event_id,
+        "job_id": delivery.job_id,
+        "url": delivery.url,
+        "subscription_id": delivery.subscription_id,
+        "attempt": delivery.attempt,
+        "copy": delivery.copy,
+        "status": delivery.status,
+        "error": delivery.error,
     }
 
 

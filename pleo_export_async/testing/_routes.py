@@ -1,8 +1,9 @@
 """The fake's HTTP app: the aiohttp.web handlers of every endpoint, and the middleware.
 
 One middleware wraps every request. It journals the request, counts /v3 requests in flight,
-injects latency and faults, checks credentials, maps errors to ExceptionInfo bodies, and writes
-the response itself, so the journal knows whether the answer really reached an open connection.
+injects latency and faults into /v3, checks credentials (of /v3 and of the webhook subscriptions
+API, /v1/subscriptions), maps errors to ExceptionInfo bodies, and writes the response itself, so
+the journal knows whether the answer really reached an open connection.
 The settings it reads are the live ones of the `FakePleo` that serves it: a test may replace
 `faults` or switch `strict` on a running fake.
 """
@@ -40,6 +41,8 @@ from ._request_checks import (
     validate_update_items,
 )
 from ._state import ApiError, Job, State
+from ._subscriptions import SUBSCRIPTION_STATUSES, Subscription, Subscriptions
+from ._webhook_sender import require_signing
 
 _PAGINATION_PARAMETERS: Final = frozenset(
     {"before", "after", "offset", "limit", "sorting_keys", "sorting_order"}
@@ -107,6 +110,17 @@ def _redacted_form(raw: bytes) -> dict[str, str]:
     }
 
 
+def _redacted_subscription_request(body: Any) -> Any:
+    """A SubscriptionRequest body with its endpointAuth credentials redacted, for the journal."""
+    if not isinstance(body, dict):
+        return body
+    auth = body.get("endpointAuth")
+    if not isinstance(auth, dict) or not isinstance(auth.get("credentials"), dict):
+        return body
+    credentials = dict.fromkeys(auth["credentials"], _REDACTED)
+    return {**body, "endpointAuth": {**auth, "credentials": credentials}}
+
+
 def _job_id_of(entry: JournalEntry, query: Mapping[str, list[str]]) -> str | None:
     """The job a request concerns, from its path, its event body or its job_id query."""
     if entry.path.startswith("/v3/export-jobs/"):
@@ -140,10 +154,16 @@ class FakeApi:
     """The endpoints and the middleware, over one `State`."""
 
     def __init__(
-        self, settings: FakeSettings, state: State, tokens: TokenStore, decider: FaultDecider
+        self,
+        settings: FakeSettings,
+        state: State,
+        tokens: TokenStore,
+        decider: FaultDecider,
+        subscriptions: Subscriptions,
     ) -> None:
         self._settings = settings
         self._state = state
+        self._subscriptions = subscriptions
         self._tokens = tokens
         self._decider = decider
         self._authenticator = Authenticator(settings.api_key, tokens)
@@ -172,6 +192,12 @@ class FakeApi:
         app.router.add_post("/v3/export-job-events", self.create_job_event)
         app.router.add_get("/v3/export-items", self.get_export_items)
         app.router.add_get("/v3/export-job-items", self.get_export_job_item)
+        app.router.add_get("/v1/subscriptions", self.list_subscriptions)
+        app.router.add_post("/v1/subscriptions", self.create_subscription)
+        app.router.add_get("/v1/subscriptions/{id}", self.get_subscription)
+        app.router.add_put("/v1/subscriptions/{id}", self.replace_subscription)
+        app.router.add_delete("/v1/subscriptions/{id}", self.delete_subscription)
+        app.router.add_get("/v1/subscriptions/{id}/secret", self.get_subscription_secret)
         app.router.add_post("/oauth/token", self.token)
         app.router.add_get(FAKE_PATH_PREFIX + "journal", self.journal)
         return app
@@ -202,7 +228,11 @@ class FakeApi:
                 _current.set(_RequestContext(entry, journal, faults))
             else:
                 json_body = _parse_json(raw)
-                entry.body = json_body[1]
+                entry.body = (
+                    _redacted_subscription_request(json_body[1])
+                    if entry.is_subscriptions_api
+                    else json_body[1]
+                )
                 _current.set(_RequestContext(entry, journal, faults, json_body))
             entry.job_id = _job_id_of(entry, entry.query)
             response = await self._respond(request, handler, entry)
@@ -256,13 +286,16 @@ class FakeApi:
                     else _spec.INTERNAL_SERVER_ERROR,
                     "Injected server error; nothing was changed.",
                 )
-            if not self._authenticator.allows(request.headers.get("Authorization")):
-                return _exception_info(
-                    401,
-                    _spec.UNAUTHORIZED,
-                    "Missing, malformed, unknown or expired credentials.",
-                    {"WWW-Authenticate": 'Basic realm="pleo", Bearer realm="pleo"'},
-                )
+        if (entry.is_api or entry.is_subscriptions_api) and not self._authenticator.allows(
+            request.headers.get("Authorization")
+        ):
+            return _exception_info(
+                401,
+                _spec.UNAUTHORIZED,
+                "Missing, malformed, unknown or expired credentials.",
+                {"WWW-Authenticate": 'Basic realm="pleo", Bearer realm="pleo"'},
+            )
+        if entry.is_api:
             if self._decider.fires("forbidden", faults.forbidden, seq):
                 entry.faults.append("forbidden")
                 return _exception_info(
@@ -571,6 +604,64 @@ class FakeApi:
         )
         page, info = paginate(records, lambda record: record[0], page_request)
         return _json_response(200, {"data": [item for _, item in page], "pagination": info})
+
+    # ---- webhook subscriptions -----------------------------------------------------------
+
+    def _path_subscription(self, request: web.Request) -> Subscription:
+        subscription_id = request.match_info["id"]
+        check_uuid_parameter("id", subscription_id)
+        return self._subscriptions.get(subscription_id)
+
+    async def list_subscriptions(self, request: web.Request) -> web.Response:
+        """GET /v1/subscriptions: cursor-paginated, oldest first, filtered by `status` and by
+        any of the repeated `event_types`."""
+        query = _query(request)
+        self._check_known_parameters(query, _PAGINATION_PARAMETERS | {"status", "event_types"}, {})
+        status = single_parameter(query, "status")
+        # The spec types the filter as a free string; strict mode names a misspelt status,
+        # which would otherwise match nothing.
+        if status is not None and self._settings.strict:
+            check_enum_parameter("status", status, SUBSCRIPTION_STATUSES)
+        # Repeated parameters per the spec; comma-separated values are accepted as well.
+        event_types = [t for value in query.get("event_types", []) for t in value.split(",") if t]
+        page_request = self._page_request(query)
+        subscriptions = self._subscriptions.listed(status=status, event_types=event_types)
+        page, info = paginate(
+            subscriptions, lambda subscription: subscription.ordinal, page_request
+        )
+        return _json_response(
+            200, {"data": [subscription.payload() for subscription in page], "pagination": info}
+        )
+
+    async def create_subscription(self, request: web.Request) -> web.Response:
+        """POST /v1/subscriptions: 200 (not 201, as the spec says) with the new subscription."""
+        body = self._body()
+        try:
+            require_signing()
+        except ImportError as missing:
+            raise ApiError(500, _spec.INTERNAL_SERVER_ERROR, str(missing)) from None
+        subscription = self._subscriptions.create(body, strict=self._settings.strict)
+        return _json_response(200, {"data": subscription.payload()})
+
+    async def get_subscription(self, request: web.Request) -> web.Response:
+        subscription = self._path_subscription(request)
+        return _json_response(200, {"data": subscription.payload()})
+
+    async def replace_subscription(self, request: web.Request) -> web.Response:
+        """PUT /v1/subscriptions/{id}: a whole SubscriptionRequest replaces its settings."""
+        subscription = self._path_subscription(request)
+        body = self._body()
+        self._subscriptions.replace(subscription.id, body, strict=self._settings.strict)
+        return _json_response(200, {"data": subscription.payload()})
+
+    async def delete_subscription(self, request: web.Request) -> web.Response:
+        subscription = self._path_subscription(request)
+        self._subscriptions.delete(subscription.id)
+        return web.Response(status=204)
+
+    async def get_subscription_secret(self, request: web.Request) -> web.Response:
+        subscription = self._path_subscription(request)
+        return _json_response(200, {"data": {"secretKey": subscription.secret}})
 
     # ---- OAuth ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ create, their state, the journal, the clock. Its HTTP app is in `_routes`."""
 from __future__ import annotations
 
 import base64
+import random
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -15,8 +16,17 @@ from aiohttp import web
 from ._auth import TokenStore
 from ._faults import FaultDecider, Faults
 from ._journal import JobSummary, Journal, summarise
+from ._request_checks import RequestInvalid
 from ._routes import FakeApi
 from ._state import ApiError, Clock, Job, LifecycleRules, State
+from ._subscriptions import (
+    JOB_CREATED_EVENT_TYPES,
+    Subscriptions,
+    check_webhook_secret,
+    new_webhook_secret,
+    validate_endpoint_url,
+)
+from ._webhook_sender import Endpoint, WebhookSender, job_created_notification, require_signing
 
 # How long close() lets a request that is still being handled finish before cancelling it.
 _SHUTDOWN_GRACE_SECONDS: Final = 0.5
@@ -84,6 +94,25 @@ class FakePleo:
     (docs/pleo-api.md#open-questions (row 3)); `pending_blocks_create` makes a pending job, not
     only one in progress, block creating another. Every request and its answer are in `journal` (a
     `Journal`).
+
+    Webhooks (docs/pleo-api.md#webhook). Every job created `pending`, through POST
+    /v3/export-jobs or `create_job`, makes one job-created notification: `{"data": ExportJobV3,
+    "eventId": uuid, "eventType": "v1.export-job.created"}` as the HTTP body, signed by the
+    Standard Webhooks scheme (headers `webhook-id`, `webhook-timestamp`, `webhook-signature`;
+    it needs the `standardwebhooks` package, in the `testing` extra). It is POSTed to
+    `webhook_url`, when given, signed with `webhook_secret` (`whsec_...`; when None the fake
+    makes one, readable as `fake.webhook_secret`), and to every ACTIVE subscription of the
+    fake's subscriptions API (`/v1/subscriptions`, same credentials as /v3) to
+    `v1.export-job.created` (or its alias `v1.export.job-created`), signed with that
+    subscription's own secret. Sending happens in the background: the request that created
+    the job does not wait for it, and a job created before `start` is announced once the fake
+    runs. An attempt that gets no 2xx answer (another status, a connection error, or no answer
+    within 10 s) is retried with exponential backoff from `webhook_retry_delay` seconds, up to
+    `webhook_attempts` attempts in all, with the same `webhook-id` and a new timestamp and
+    signature each time; 410 Gone stops at once. `close` cancels what is still being sent;
+    `wait_webhooks_idle` waits for it instead. Each attempt is in
+    `journal.webhook_deliveries()`, and the faults `webhook_dropped` and `webhook_duplicated`
+    lose or repeat a notification.
     """
 
     def __init__(
@@ -106,9 +135,30 @@ class FakePleo:
         # them to _spec).
         max_items_per_update: int = 100,
         access_token_lifetime: int = 3600,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_attempts: int = 5,
+        webhook_retry_delay: float = 0.1,
     ) -> None:
         if not 0 <= page_size_default <= page_size_max:
             raise ValueError("page sizes need 0 <= page_size_default <= page_size_max")
+        if webhook_attempts < 1:
+            raise ValueError(f"webhook_attempts must be at least 1, got {webhook_attempts}")
+        if not webhook_retry_delay >= 0:  # also refuses NaN
+            raise ValueError(f"webhook_retry_delay must not be negative, got {webhook_retry_delay}")
+        if webhook_secret is None:
+            webhook_secret = new_webhook_secret()
+        else:
+            try:
+                check_webhook_secret(webhook_secret)
+            except ValueError as invalid:
+                raise ValueError(f"webhook_secret: {invalid}") from None
+        if webhook_url is not None:
+            try:
+                validate_endpoint_url("webhook_url", webhook_url)
+            except RequestInvalid as invalid:
+                raise ValueError(invalid.message) from None
+            require_signing()
         self.host = host
         self.api_key = api_key
         self.seed = seed
@@ -124,6 +174,14 @@ class FakePleo:
         self.journal = Journal()
         self._port = port
         self._clock = Clock(clock)
+        self._webhook_url = webhook_url
+        self._webhook_secret = webhook_secret
+        self._subscriptions = Subscriptions(seed=seed, clock=self._clock)
+        self._notification_ids = random.Random(f"{seed}:webhooks")
+        self._notifications_made = 0
+        self._webhooks = WebhookSender(
+            attempts=webhook_attempts, first_delay=webhook_retry_delay, journal=lambda: self.journal
+        )
         self._state = State(
             seed=seed,
             clock=self._clock,
@@ -132,6 +190,7 @@ class FakePleo:
                 accept_repeated_started=accept_repeated_started,
                 pending_blocks_create=pending_blocks_create,
             ),
+            on_pending_job=self._announce,
         )
         # Access tokens expire after this many seconds of the fake's clock; refresh tokens live
         # until they are used (once) or their authorisation is revoked.
@@ -150,7 +209,7 @@ class FakePleo:
         """Bind the port and start serving."""
         if self._runner is not None:
             raise RuntimeError("FakePleo is already started")
-        api = FakeApi(self, self._state, self._tokens, self._decider)
+        api = FakeApi(self, self._state, self._tokens, self._decider, self._subscriptions)
         runner = web.AppRunner(
             api.build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE_SECONDS
         )
@@ -166,12 +225,16 @@ class FakePleo:
         self._runner = runner
         shown_host = f"[{host}]" if ":" in host else host
         self._base_url = f"http://{shown_host}:{port}"
+        await self._webhooks.start()
 
     async def close(self) -> None:
-        """Stop serving; requests still being handled get a short grace period."""
+        """Stop serving; requests still being handled get a short grace period. Notifications
+        still being sent are cancelled, and their tasks awaited."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        # After the server: a request finishing in its grace period may still create a job.
+        await self._webhooks.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -214,6 +277,16 @@ class FakePleo:
         """The company `create_job` uses when none is given (seeded)."""
         return self._state.default_company_id
 
+    @property
+    def webhook_url(self) -> str | None:
+        """Where every job-created notification goes (besides the subscriptions), if anywhere."""
+        return self._webhook_url
+
+    @property
+    def webhook_secret(self) -> str:
+        """The `whsec_...` secret the notifications to `webhook_url` are signed with."""
+        return self._webhook_secret
+
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate with the API key (HTTP Basic, key as user, no password)."""
         token = base64.b64encode(f"{self.api_key}:".encode()).decode("ascii")
@@ -244,7 +317,8 @@ class FakePleo:
         """Create a job with `items` seeded items (or the given `item_ids`) in `status`, with a
         new ID unless `job_id` gives one (to bring back a job a stored ledger knows, say).
 
-        No company lock applies here, unlike POST /v3/export-jobs.
+        No company lock applies here, unlike POST /v3/export-jobs. A job created `pending` is
+        announced to the webhook endpoints, as one created through the API is.
         """
         if item_ids is None:
             item_ids = [self._state.new_id() for _ in range(items)]
@@ -256,6 +330,40 @@ class FakePleo:
             job_id=job_id,
         )
         return FakeJob(id=job.id, company_id=job.company_id, item_ids=list(job.items))
+
+    def _announce(self, job: Job) -> None:
+        """Send the job-created notification of a job just created `pending`."""
+        self._notifications_made += 1
+        number = self._notifications_made
+        # Made before the faults are asked, so that a dropped notification does not change the
+        # ids of the ones after it.
+        notification = job_created_notification(
+            self._notification_ids, job.payload(self._state.rules.expiry_seconds)
+        )
+        faults = self.faults
+        if self._decider.fires("webhook_dropped", faults.webhook_dropped, number):
+            return
+        copies = (
+            2 if self._decider.fires("webhook_duplicated", faults.webhook_duplicated, number) else 1
+        )
+        endpoints = [
+            Endpoint(
+                url=subscription.endpoint_url,
+                secret=subscription.secret,
+                subscription_id=subscription.id,
+                headers=subscription.delivery_headers(),
+            )
+            for subscription in self._subscriptions.hearing(JOB_CREATED_EVENT_TYPES)
+        ]
+        if self._webhook_url is not None:
+            endpoints.insert(0, Endpoint(url=self._webhook_url, secret=self._webhook_secret))
+        self._webhooks.send(notification, endpoints, copies)
+
+    async def wait_webhooks_idle(self) -> None:
+        """Wait until no notification is being sent: each was accepted (2xx), refused with 410,
+        or given up after its last attempt. Those of jobs created before `start` count only
+        once the fake runs."""
+        await self._webhooks.wait_idle()
 
     def _job(self, job_id: str) -> Job:
         self._state.expire_due_jobs()

@@ -207,9 +207,18 @@ class LifecycleRules:
 class State:
     """All jobs of the fake, keyed by job ID, with the operations the endpoints perform."""
 
-    def __init__(self, *, seed: int, clock: Clock, rules: LifecycleRules) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        clock: Clock,
+        rules: LifecycleRules,
+        on_pending_job: Callable[[Job], None] | None = None,
+    ) -> None:
         self.clock = clock
         self.rules = rules
+        # Told of each job created `pending`: the event Pleo notifies its subscribers of.
+        self._on_pending_job = on_pending_job
         self._seed = seed
         self._ids = random.Random(f"{seed}:ids")
         self.jobs: dict[str, Job] = {}
@@ -296,6 +305,8 @@ class State:
         if status in _spec.TERMINAL_JOB_STATUSES:
             job.abandon_unfinished_items()
         self.jobs[job.id] = job
+        if status == "pending" and self._on_pending_job is not None:
+            self._on_pending_job(job)
         return job
 
     def create_job_from_request(self, body: dict[str, Any]) -> Job:

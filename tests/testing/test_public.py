@@ -19,6 +19,7 @@ from pleo_export_async.testing import (
     Journal,
     JournalEntry,
     PauseWindow,
+    WebhookDelivery,
     _spec,
 )
 
@@ -32,6 +33,7 @@ PUBLIC_TESTING_API = {
     "ItemSend",
     "PauseWindow",
     "JobSummary",
+    "WebhookDelivery",
     "instant_retries",
 }
 
@@ -45,6 +47,7 @@ PUBLIC_CLASSES = [
     ItemSend,
     PauseWindow,
     JobSummary,
+    WebhookDelivery,
 ]
 
 # What the server calls to record into a journal: not for users to call.
@@ -65,6 +68,7 @@ JOURNAL_READING_API = {
     "final_events_applied",
     "requests_during_pause",
     "wait_idle",
+    "webhook_deliveries",
 }
 
 
