@@ -371,6 +371,15 @@ class PostgresLedger:
                 self._jobs[job_id] = job
             return job
 
+    async def ping(self) -> None:
+        """Ask the database for an answer (a service's readiness probe).
+
+        Raises `LedgerError` when it gives none within 5 s."""
+        try:
+            await self._pool_or_raise().fetchval("SELECT 1", timeout=5)
+        except self._database_errors as error:
+            raise self._failure("the database does not answer", error) from None
+
     async def close(self) -> None:
         """Let go of the leases this worker holds, and close the connections. Raises nothing:
         a lease it cannot give back expires by itself."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from . import _checks
 from ._company_turns import CompanyBusy, CompanyTurn, company_turns_of
@@ -23,6 +24,18 @@ logger = logging.getLogger("pleo_export_async")
 
 #: A job still to be exported: never started, or started by a worker that may have died.
 _OPEN_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
+
+
+class RunWatch(Protocol):
+    """What a service is told of a worker's rounds (readiness, and what a drain left)."""
+
+    def listed(self, ok: bool) -> None:
+        """A listing of the open jobs answered (`ok`), or failed past its retries."""
+
+    def job_began(self, job_id: str) -> None: ...
+
+    def job_ended(self, job_id: str, closed: bool) -> None:
+        """The worker let the job go: closed (by it or before), or left open."""
 
 
 def next_job(open_jobs: Iterable[ExportJob]) -> ExportJob | None:
@@ -57,7 +70,13 @@ async def run_pending(
     poll_interval: float,
     stop: asyncio.Event | None,
     once: bool,
+    company_ids: Sequence[str] = (),
+    wake: asyncio.Event | None = None,
+    watch: RunWatch | None = None,
 ) -> dict[str, CompletionOutcome]:
+    """The worker loop. `company_ids` lists several companies (one listing each per round);
+    `wake`, when set, ends the wait between rounds at once (a webhook's hint); `watch` is told
+    of the listings and of each job taken and let go."""
     _checks.async_function("handler", handler, of="an ExportItem")
     _checks.whole_number("companies_at_once", companies_at_once, low=1)
     _checks.whole_number("concurrency", concurrency, low=1)
@@ -65,6 +84,10 @@ async def run_pending(
     _checks.flag("once", once)
     if company_id is not None:
         company_id = _checks.uuid_string("company_id", company_id)
+    listed_companies: list[str | None] = [
+        _checks.uuid_string("company_ids", company) for company in company_ids
+    ] or [company_id]
+    woken = wake if wake is not None else asyncio.Event()
     stopped = stop if stop is not None else asyncio.Event()
     completed: dict[str, CompletionOutcome] = {}
     slots = asyncio.Semaphore(companies_at_once)
@@ -78,6 +101,17 @@ async def run_pending(
 
     async def work_job(job_id: str) -> bool:
         """Work the job; True once it is closed, so the company's next job may start."""
+        if watch is not None:
+            watch.job_began(job_id)
+        closed = False
+        try:
+            closed = await work_job_watched(job_id)
+        finally:
+            if watch is not None:
+                watch.job_ended(job_id, closed)
+        return closed
+
+    async def work_job_watched(job_id: str) -> bool:
         run = client.job(job_id, ledger=ledger, wait=False)
         try:
             async with run.hold():
@@ -131,7 +165,18 @@ async def run_pending(
                 return
 
     async def one_round(group: asyncio.TaskGroup) -> None:
-        listed = [job async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company_id)]
+        try:
+            listed = [
+                job
+                for company in listed_companies
+                async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company)
+            ]
+        except PleoExportError:
+            if watch is not None:
+                watch.listed(ok=False)
+            raise
+        if watch is not None:
+            watch.listed(ok=True)
         for company in companies_in_order(listed):
             if company in working:
                 continue
@@ -158,7 +203,8 @@ async def run_pending(
             if once:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_either(stopped, halted), timeout=poll_interval)
+                await asyncio.wait_for(_any_of(stopped, halted, woken), timeout=poll_interval)
+            woken.clear()
     if refused:
         raise refused[0]
     if listing_failed is not None:
@@ -166,9 +212,9 @@ async def run_pending(
     return completed
 
 
-async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
-    """Wait until one of the two events is set."""
-    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+async def _any_of(*events: asyncio.Event) -> None:
+    """Wait until one of the events is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:

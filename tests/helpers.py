@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -30,6 +31,8 @@ CONSOLE_HOST_SETTINGS = (
     "PLEO_API_KEY",
     "PLEO_ACCESS_TOKEN",
     "PLEO_BASE_URL",
+    "PLEO_LEDGER",
+    "PLEO_WEBHOOK_SECRET",
     "NO_COLOR",
     "COLUMNS",
 )
@@ -132,3 +135,35 @@ def served_in_a_thread(**options: Any) -> Iterator[FakePleo]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+# -- Pleo's job order (R19) ---------------------------------------------------------------------
+
+
+def company(number: int) -> str:
+    """A company ID of its own for each number."""
+    return f"00000000-0000-4000-8000-{number:012d}"
+
+
+def created_minutes_ago(fake: FakePleo, minutes: int, company_id: str) -> FakeJob:
+    """A pending job whose `createdAt` is `minutes` before now."""
+    fake.advance_clock(-60 * minutes)
+    try:
+        return fake.create_job(items=60, status="pending", company_id=company_id)
+    finally:
+        fake.advance_clock(60 * minutes)
+
+
+def assert_in_pleos_order(fake: FakePleo, jobs: list[FakeJob]) -> None:
+    """Per company, each job (oldest first) was started only after the one before it got
+    its final event: never two in progress at once, the oldest first (from the fake's journal)."""
+    by_company: dict[str, list[FakeJob]] = {}
+    for job in jobs:
+        by_company.setdefault(job.company_id, []).append(job)
+    for company_jobs in by_company.values():
+        for earlier, later in itertools.pairwise(company_jobs):
+            (closed,) = fake.journal.final_events_applied(earlier.id)
+            assert closed.answered_at is not None
+            started = fake.journal.events(later.id)[0]
+            assert started.body["event"] == "started"
+            assert started.received_at > closed.answered_at, (earlier.id, later.id)

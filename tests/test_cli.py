@@ -556,6 +556,40 @@ def test_an_interrupted_push_resumed_with_its_ledger_sends_nothing_twice(
     assert interrupted.code == 130, interrupted.stderr
 
 
+def test_sigterm_stops_push_once_the_batches_in_flight_settle(
+    fake: FakePleo, tmp_path: Path
+) -> None:
+    """SIGTERM during `push` sends no more batches, lets those in flight be answered, sends no
+    final event and exits 143 with one line; run again with the ledger, it sends only the rest."""
+    job = fake.create_job(items=2000, status="pending")
+    updates = results_for(job, failed_every=10)
+    path = write_json_lines(tmp_path / "results.jsonl", updates)
+    ledger = tmp_path / "push.ledger"
+    fake.faults = Faults(latency=0.25)
+    process = spawn(fake, "push", job.id, str(path), "--ledger", str(ledger), "--complete")
+    try:
+        wait_for("a few batches answered", lambda: len(fake.journal.puts(job.id)) >= 8)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    stopped = Ran(process.returncode, out, err)
+    assert stopped.code == 143, stopped.stderr
+    assert "terminated (SIGTERM)" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    puts = fake.journal.puts(job.id)
+    assert all(put.delivered for put in puts), "every batch sent was answered and read"
+    assert len(puts) < 20, "no batch was sent after SIGTERM beyond those in flight"
+    assert fake.journal.final_events_applied(job.id) == []
+    fake.faults = Faults()
+    resumed = pleo(fake, "push", job.id, str(path), "--ledger", str(ledger))
+    assert resumed.code == 0, resumed.stderr
+    assert fake.journal.resent_after_ack(job.id) == {}
+    assert_landed(fake, job, updates)
+
+
 # -- complete and fail -----------------------------------------------------------------------------
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from helpers import client_for
+from helpers import assert_in_pleos_order, client_for, company, created_minutes_ago
 from pleo_export_async import (
     CompletionOutcome,
     ExportItem,
@@ -26,39 +25,11 @@ from pleo_export_async import (
     PleoExportClient,
     PostgresLedger,
 )
-from pleo_export_async.testing import FakeJob, FakePleo, Faults, FaultSpec
+from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 
 pytestmark = pytest.mark.usefixtures("instant")
 
 OTHER_COMPANY = "0b5f3a2e-7c1d-4e8f-9a6b-2d4c6e8f0a1b"
-
-
-def company(number: int) -> str:
-    return f"00000000-0000-4000-8000-{number:012d}"
-
-
-def created_minutes_ago(fake: FakePleo, minutes: int, company_id: str) -> FakeJob:
-    """A pending job whose `createdAt` is `minutes` before now."""
-    fake.advance_clock(-60 * minutes)
-    try:
-        return fake.create_job(items=60, status="pending", company_id=company_id)
-    finally:
-        fake.advance_clock(60 * minutes)
-
-
-def assert_in_pleos_order(fake: FakePleo, jobs: list[FakeJob]) -> None:
-    """Per company, each job (oldest first) was started only after the one before it got
-    its final event: never two in progress at once, the oldest first (from the fake's journal)."""
-    by_company: dict[str, list[FakeJob]] = {}
-    for job in jobs:
-        by_company.setdefault(job.company_id, []).append(job)
-    for company_jobs in by_company.values():
-        for earlier, later in itertools.pairwise(company_jobs):
-            (closed,) = fake.journal.final_events_applied(earlier.id)
-            assert closed.answered_at is not None
-            started = fake.journal.events(later.id)[0]
-            assert started.body["event"] == "started"
-            assert started.received_at > closed.answered_at, (earlier.id, later.id)
 
 
 async def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:

@@ -3,15 +3,17 @@
 Credentials come from `PLEO_API_KEY` or `PLEO_ACCESS_TOKEN`, never from an argument (it would
 show in the process list). The base URL comes from `--base-url`, `--staging` or `PLEO_BASE_URL`.
 Exit codes: 0 done; 1 the job completed with errors or items were rejected or left over; 2 bad
-input; 3 Pleo refused or the network failed; 130 interrupted. An error is one line; `--debug`
-shows its traceback.
+input; 3 Pleo refused or the network failed; 130 interrupted; 143 terminated (SIGTERM). An
+error is one line; `--debug` shows its traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
+import signal
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -22,40 +24,30 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from pleo_export_async._auth import ApiKeyAuth, BearerTokenAuth
-from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
+from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL
 from pleo_export_async._enums import ItemStatus, JobEvent, JobFailureReasonType, JobStatus
 from pleo_export_async._errors import IncompleteJob
 from pleo_export_async._ledger import Ledger
 from pleo_export_async._models import ExportJob, ExportJobItem
 from pleo_export_async._report import CompletionOutcome, UpdateReport
 from pleo_export_async._report import Progress as JobProgress
-from pleo_export_async._retry import RetryPolicy
 from pleo_export_async._sqlite_ledger import SqliteLedger
 from pleo_export_async._version import __version__
 
-from ._command import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Settings, leave, run, settings_for
+from ._command import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Settings,
+    client_for,
+    leave,
+    run,
+    settings_for,
+)
 from ._fake_server import fake_server
 from ._ledger import ledger
 from ._output import ExitCode, Output, outcome_fields
 from ._results import read_results
-
-
-def _client(settings: Settings) -> PleoExportClient:
-    api_key, access_token = os.environ.get("PLEO_API_KEY"), os.environ.get("PLEO_ACCESS_TOKEN")
-    if api_key:
-        auth: ApiKeyAuth | BearerTokenAuth = ApiKeyAuth(api_key)
-    elif access_token:
-        auth = BearerTokenAuth(access_token)
-    else:
-        settings.output.error("set PLEO_API_KEY (or PLEO_ACCESS_TOKEN) to authenticate")
-        leave(ExitCode.BAD_INPUT)
-    return PleoExportClient(
-        settings.base_url,
-        auth=auth,
-        timeout=settings.timeout,
-        retry=RetryPolicy(max_attempts=settings.retries + 1),
-    )
+from ._serve import serve
 
 
 def _ledger(path: Path | None) -> Ledger | None:
@@ -143,7 +135,7 @@ def jobs(
 
     async def work() -> ExitCode:
         wanted = statuses or (JobStatus.PENDING.value, JobStatus.IN_PROGRESS.value)
-        async with _client(settings) as client:
+        async with client_for(settings) as client:
             found = [job async for job in client.jobs(statuses=wanted, company_id=company_id)]
         _show_jobs(settings.output, found, as_json)
         return ExitCode.DONE
@@ -178,7 +170,7 @@ def items(ctx: click.Context, job_id: str, status: str | None, as_json: bool) ->
     settings = settings_for(ctx, as_json)
 
     async def work() -> ExitCode:
-        async with _client(settings) as client:
+        async with client_for(settings) as client:
             found = [item async for item in client.job(job_id).items(status=status)]
         _show_items(settings.output, found, as_json)
         return ExitCode.DONE
@@ -239,13 +231,35 @@ def push(
     async def work() -> ExitCode:
         output = settings.output
         store = _ledger(ledger)
+        terminated = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
         try:
-            async with _client(settings) as client:
+            async with client_for(settings) as client:
                 run = client.job(job_id, ledger=store)
                 if (await run.fetch()).status == JobStatus.PENDING:
                     await run.start()
-                report = await _update_with_progress(output, run.update, results.updates)
+                report = await _update_with_progress(
+                    output,
+                    run.update,
+                    _until_set(terminated, results.updates),
+                    total=len(results.updates),
+                )
                 _show_report(output, report)
+                if terminated.is_set():
+                    # As a service drains (R21): the batches in flight settled, nothing else
+                    # is sent, and the job gets no final event.
+                    unsent = (
+                        len(results.updates)
+                        - len(report.acknowledged)
+                        - len(report.skipped)
+                        - len(report.rejected)
+                    )
+                    output.error(
+                        f"terminated (SIGTERM): the batches in flight settled; {unsent:,} "
+                        "result(s) not acknowledged and no final event sent; run push again "
+                        "(with the same --ledger, nothing acknowledged is sent twice)"
+                    )
+                    return ExitCode.TERMINATED
                 code = _code_of(report)
                 outcome = held = None
                 if then_complete:
@@ -270,7 +284,17 @@ def push(
     run(settings, work())
 
 
-async def _update_with_progress(output: Output, update: Any, updates: list[Any]) -> UpdateReport:
+async def _until_set(stop: asyncio.Event, updates: list[Any]) -> AsyncIterator[Any]:
+    """The updates, one at a time as `update()` takes them, until `stop` is set."""
+    for update in updates:
+        if stop.is_set():
+            return
+        yield update
+
+
+async def _update_with_progress(
+    output: Output, update: Any, updates: Any, *, total: int
+) -> UpdateReport:
     progress = Progress(
         TextColumn("sending"),
         BarColumn(),
@@ -279,7 +303,7 @@ async def _update_with_progress(output: Output, update: Any, updates: list[Any])
         console=output.progress,
         transient=True,
     )
-    task = progress.add_task("push", total=len(updates), rejected=0)
+    task = progress.add_task("push", total=total, rejected=0)
 
     def on_progress(snapshot: JobProgress) -> None:
         done = snapshot.acknowledged + snapshot.rejected + snapshot.skipped
@@ -395,7 +419,7 @@ def complete(
         output = settings.output
         store = _ledger(ledger)
         try:
-            async with _client(settings) as client:
+            async with client_for(settings) as client:
                 run = client.job(job_id, ledger=store)
                 recorded = await run.recorded_outcome()
                 if recorded is None:
@@ -461,7 +485,7 @@ def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str, as_json
 
     async def work() -> ExitCode:
         output = settings.output
-        async with _client(settings) as client:
+        async with client_for(settings) as client:
             run = client.job(job_id)
             outcome = await run.fail(reason, reason_type)
             held = await _held_if_delivered_before(run, outcome)
@@ -478,6 +502,7 @@ def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str, as_json
 
 cli.add_command(fake_server)
 cli.add_command(ledger)
+cli.add_command(serve)
 
 
 @cli.command()

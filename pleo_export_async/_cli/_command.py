@@ -4,6 +4,7 @@ code, every error one line)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import traceback
 from collections.abc import Coroutine
 from typing import Any, Final, NoReturn
@@ -11,6 +12,8 @@ from typing import Any, Final, NoReturn
 import attrs
 import click
 
+from pleo_export_async._auth import ApiKeyAuth, BearerTokenAuth
+from pleo_export_async._client import PleoExportClient
 from pleo_export_async._errors import IncompleteJob, InvalidInput, PleoExportError
 from pleo_export_async._retry import RetryPolicy
 
@@ -69,3 +72,21 @@ def settings_for(ctx: click.Context, as_json: bool = False) -> Settings:
     if as_json:
         settings = attrs.evolve(settings, output=attrs.evolve(settings.output, json_mode=True))
     return settings
+
+
+def client_for(settings: Settings) -> PleoExportClient:
+    """A client of the command's API, authenticated from PLEO_API_KEY or PLEO_ACCESS_TOKEN."""
+    api_key, access_token = os.environ.get("PLEO_API_KEY"), os.environ.get("PLEO_ACCESS_TOKEN")
+    if api_key:
+        auth: ApiKeyAuth | BearerTokenAuth = ApiKeyAuth(api_key)
+    elif access_token:
+        auth = BearerTokenAuth(access_token)
+    else:
+        settings.output.error("set PLEO_API_KEY (or PLEO_ACCESS_TOKEN) to authenticate")
+        leave(ExitCode.BAD_INPUT)
+    return PleoExportClient(
+        settings.base_url,
+        auth=auth,
+        timeout=settings.timeout,
+        retry=RetryPolicy(max_attempts=settings.retries + 1),
+    )

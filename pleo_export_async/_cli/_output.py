@@ -30,6 +30,7 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 2
     API_FAILURE = 3  # Pleo refused, or the network failed
     INTERRUPTED = 130
+    TERMINATED = 143  # SIGTERM: what was in flight settled, nothing else was sent
 
 
 def _stdout_console() -> Console:
