@@ -45,6 +45,7 @@ dist: $(STAMP)
 # The lease, crash and chaos tests (default scale) with a CPU-burning process per core beside
 # them: a test that passes only on an idle machine is a bug.
 LOADED_TESTS := tests/test_leases.py tests/test_crash_resume.py tests/test_stalled_loop.py \
+	tests/test_run_pending.py tests/test_serve.py \
 	tests/reliability/test_chaos.py tests/reliability/test_crash.py
 loaded: $(STAMP)
 	PLEO_BUSY_LOOPS=cores $(BIN)/pytest $(LOADED_TESTS) -q

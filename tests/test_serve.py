@@ -143,9 +143,9 @@ async def create_job_through_the_api(fake: FakePleo, company_id: str, items: int
         "accountingEntryIds": [str(uuid.uuid4()) for _ in range(items)],
         "companyId": company_id,
     }
-    auth = aiohttp.BasicAuth(fake.api_key, "")
+    key = base64.b64encode(f"{fake.api_key}:".encode()).decode()
     async with (
-        aiohttp.ClientSession(auth=auth) as session,
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {key}"}) as session,
         session.post(fake.base_url + "/v3/export-jobs", json=body) as answer,
     ):
         assert answer.status == 201, await answer.text()
