@@ -51,6 +51,7 @@ from ._postgres_ledger import PostgresLedger
 from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
 from ._retry import RetryPolicy
 from ._sqlite_ledger import SqliteLedger
+from ._subscriptions import WebhookSubscription, WebhookSubscriptions
 from ._transport import RequestStats
 from ._version import __version__
 
@@ -105,6 +106,8 @@ __all__ = [
     "TransportError",
     "UnexpectedResponse",
     "UpdateReport",
+    "WebhookSubscription",
+    "WebhookSubscriptions",
     "__version__",
 ]
 

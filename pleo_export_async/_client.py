@@ -24,6 +24,7 @@ from ._process_job import Handler, process_job
 from ._report import CompletionOutcome, ProgressCallback
 from ._retry import RetryPolicy
 from ._run_pending import run_pending
+from ._subscriptions import WebhookSubscriptions
 from ._transport import RequestStats, Transport
 
 PRODUCTION_BASE_URL = "https://external.pleo.io"
@@ -144,6 +145,13 @@ class PleoExportClient:
             reconcile_on_resume=reconcile_on_resume,
             wait=wait,
         )
+
+    @property
+    def webhook_subscriptions(self) -> WebhookSubscriptions:
+        """Pleo's webhook subscriptions (`/v1/subscriptions`) of the credential's company or
+        organisation, sent through this client's transport: its retries, its limit on requests
+        in flight and its `Retry-After` pauses."""
+        return WebhookSubscriptions(self.transport)
 
     def stats(self) -> RequestStats:
         """What this client has sent so far: requests, retries by cause, requests in flight."""

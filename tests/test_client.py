@@ -77,6 +77,8 @@ PUBLIC_API = {
     "TransportError",
     "UnexpectedResponse",
     "UpdateReport",
+    "WebhookSubscription",
+    "WebhookSubscriptions",
     "__version__",
 }
 

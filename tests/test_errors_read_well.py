@@ -31,6 +31,7 @@ from pleo_export_async import (
     PleoExportClient,
     PostgresLedger,
     SqliteLedger,
+    WebhookSubscriptions,
 )
 from pleo_export_async._checks import enum_member
 
@@ -216,6 +217,7 @@ CLASSES = [
     MemoryLedger,
     SqliteLedger,
     PostgresLedger,
+    WebhookSubscriptions,
 ]
 
 

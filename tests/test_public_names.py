@@ -8,6 +8,7 @@ import enum
 import pickle
 import traceback
 import uuid
+from datetime import UTC, datetime
 
 import attrs
 import pytest
@@ -20,6 +21,7 @@ from pleo_export_async import (
     ItemUpdate,
     JobFinished,
     PleoExportError,
+    WebhookSubscription,
 )
 
 PUBLIC_CLASSES = sorted(
@@ -43,6 +45,24 @@ def test_every_public_class_names_the_public_module(name: str) -> None:
     assert kind.__module__ == "pleo_export_async"
     assert f"{kind.__module__}.{kind.__qualname__}" == f"pleo_export_async.{name}"
     assert repr(kind) in {f"<class 'pleo_export_async.{name}'>", f"<enum '{name}'>"}
+
+
+def test_the_webhook_subscription_classes_are_public() -> None:
+    """The webhook subscriptions API's classes are public names, and a subscription pickles
+    under its public name."""
+    assert {"WebhookSubscription", "WebhookSubscriptions"} <= set(PUBLIC_CLASSES)
+    moment = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    subscription = WebhookSubscription(
+        id=str(uuid.UUID(int=1)),
+        endpoint_url="https://connector.example.com/pleo/webhooks",
+        event_types=("v1.export-job.created",),
+        status="ACTIVE",
+        created_at=moment,
+        updated_at=moment,
+    )
+    data = pickle.dumps(subscription)
+    assert b"pleo_export_async._" not in data
+    assert pickle.loads(data) == subscription
 
 
 def test_a_traceback_shows_the_public_name_of_the_exception() -> None:

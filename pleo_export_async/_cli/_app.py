@@ -48,6 +48,7 @@ from ._ledger import ledger
 from ._output import ExitCode, Output, outcome_fields
 from ._results import read_results
 from ._serve import serve
+from ._webhooks import webhooks
 
 
 def _ledger(path: Path | None) -> Ledger | None:
@@ -503,6 +504,7 @@ def fail(ctx: click.Context, job_id: str, reason: str, reason_type: str, as_json
 cli.add_command(fake_server)
 cli.add_command(ledger)
 cli.add_command(serve)
+cli.add_command(webhooks)
 
 
 @cli.command()
