@@ -209,7 +209,11 @@ class _CompanyLease:
 
     @property
     def held(self) -> bool:
-        return self.lost is None and self.fence is not None
+        return (
+            self.lost is None
+            and self.fence is not None
+            and asyncio.get_running_loop().time() < self.valid_until
+        )
 
 
 _Lease = PostgresJobLedger | _CompanyLease
@@ -376,6 +380,7 @@ class PostgresLedger:
 
         Raises `LedgerError` when it gives none within 5 s."""
         try:
+            await self._connect()
             await self._pool_or_raise().fetchval("SELECT 1", timeout=5)
         except self._database_errors as error:
             raise self._failure("the database does not answer", error) from None
@@ -502,6 +507,7 @@ class PostgresLedger:
         """The company's turn at its jobs (R19), held by one worker of the database at a time;
         raises `CompanyBusy` at once if another holds it. Renewed in the background; `held`
         turns False once it may have run out."""
+        await self._connect()
         lease = _CompanyLease(company_id)
         loop = asyncio.get_running_loop()
         asked_at = loop.time()
@@ -512,9 +518,9 @@ class PostgresLedger:
             except self._database_errors as error:
                 raise self._failure(f"cannot read the lease of {lease.what}", error) from None
             raise CompanyBusy(company_id, "another worker" if row is None else row["holder"])
-        lease.fence, lease.valid_until = fence, asked_at + self.lease_ttl
-        lease.renewal = loop.create_task(self._keep_renewed(lease), name=f"lease {lease.what}")
         try:
+            lease.fence, lease.valid_until = fence, asked_at + self.lease_ttl
+            lease.renewal = loop.create_task(self._keep_renewed(lease), name=f"lease {lease.what}")
             yield lease
         finally:
             await self._give_back(lease)

@@ -85,6 +85,8 @@ async def process_held_job(
         return recorded  # this ledger's last run closed it: nothing is sent
     status = (await run.fetch()).status
     if status == JobStatus.PENDING:
+        if stop is not None and stop.is_set():
+            return None  # told to stop before the job was taken: it stays pending (R21)
         try:
             await run._send_started()  # start() without reading the job back
         except JobFinished:

@@ -98,6 +98,9 @@ async def run_pending(
     halted = asyncio.Event()  # set with the first refusal, to end the wait between rounds
 
     working: set[str] = set()  # this worker's companies under way: not offered to it again
+    # A round passed a company over (its turn was still here, or every slot was busy): the end
+    # of a turn then starts the next round at once, not at the next poll.
+    passed_over = False
 
     async def work_job(job_id: str) -> bool:
         """Work the job; True once it is closed, so the company's next job may start."""
@@ -143,6 +146,7 @@ async def run_pending(
         return True
 
     async def work_company(company: str) -> None:
+        nonlocal passed_over
         try:
             async with turns.company_turn(company) as turn:
                 await work_jobs_in_turn(company, turn)
@@ -153,16 +157,25 @@ async def run_pending(
         finally:
             working.discard(company)
             slots.release()
+            if passed_over:
+                passed_over = False
+                woken.set()
 
     async def work_jobs_in_turn(company: str, turn: CompanyTurn) -> None:
         # Listed again now that the turn is ours: the round's listing may be older than the
         # last job another worker closed.
+        closed_in_turn: set[str] = set()
         while turn.held and not stopped.is_set() and not halted.is_set():
             job = next_job(
                 [job async for job in client.jobs(statuses=_OPEN_STATUSES, company_id=company)]
             )
-            if job is None or not await work_job(job.id):
+            if job is None or job.id in closed_in_turn:
+                # Nothing open, or a listing that lags behind the job's close: not worked again
+                # in a loop; the next round lists it afresh.
                 return
+            if not await work_job(job.id):
+                return
+            closed_in_turn.add(job.id)
 
     async def one_round(group: asyncio.TaskGroup) -> None:
         try:
@@ -177,9 +190,18 @@ async def run_pending(
             raise
         if watch is not None:
             watch.listed(ok=True)
+        nonlocal passed_over
         for company in companies_in_order(listed):
             if company in working:
+                # A job created as its turn ends (after the turn's last listing) is taken up by
+                # the round that turn's end starts.
+                passed_over = True
                 continue
+            if slots.locked() and not once:
+                # Every slot is busy: the round ends, so that the listings (and a service's
+                # readiness) go on; the next turn to end starts the next round.
+                passed_over = True
+                return
             await slots.acquire()
             if stopped.is_set() or halted.is_set():
                 slots.release()

@@ -382,3 +382,65 @@ async def test_a_service_keeps_polling_when_a_listing_fails_past_the_retries() -
             stop.set()
             outcomes = await running
         assert set(outcomes) == {job.id}
+
+
+async def test_with_every_company_slot_busy_the_rounds_go_on_and_the_next_company_waits() -> None:
+    """One company at a time, two companies: while the first's job runs, the worker keeps
+    listing (a service stays ready), the second's job is not started, and it is taken as soon
+    as the first's turn ends."""
+    async with FakePleo(seed=21, strict=True) as fake:
+        first = fake.create_job(items=60, status="pending")
+        second = fake.create_job(items=20, status="pending", company_id=OTHER_COMPANY)
+        release = asyncio.Event()
+
+        async def slow_first(item: ExportItem) -> ItemUpdate:
+            if item.accounting_entry_id in first.item_ids:
+                await release.wait()
+            return ItemUpdate.successful(item.accounting_entry_id, external_id="JE-3")
+
+        def rounds() -> int:
+            return len(
+                [
+                    entry
+                    for entry in fake.journal.entries("GET")
+                    if entry.path == "/v3/export-jobs" and "company_id" not in entry.query
+                ]
+            )
+
+        stop = asyncio.Event()
+        async with client_for(fake) as client:
+            running = asyncio.create_task(
+                client.run_pending(slow_first, ledger=MemoryLedger(), poll_interval=0.05, stop=stop)
+            )
+            await wait_until(lambda: bool(fake.journal.events(first.id)))
+            listed = rounds()
+            await wait_until(lambda: rounds() >= listed + 3)
+            assert fake.journal.events(second.id) == [], "one company at a time"
+            release.set()
+            await wait_until(lambda: fake.job_status(second.id) == "completed")
+            stop.set()
+            outcomes = await running
+        assert set(outcomes) == {first.id, second.id}
+        (closed,) = fake.journal.final_events_applied(first.id)
+        assert closed.answered_at is not None
+        assert fake.journal.events(second.id)[0].received_at > closed.answered_at
+
+
+async def test_a_postgres_ledger_never_opened_with_async_with_still_keeps_the_turns(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """run_pending with a PostgresLedger that was only constructed connects it on first use,
+    for the company's turn as for the job."""
+    async with FakePleo(seed=22, strict=True) as fake:
+        job = fake.create_job(items=20, status="pending")
+        ledger = PostgresLedger(postgres_dsn, schema=postgres_schema, lease_ttl=3.0)
+        try:
+            async with client_for(fake, timeout=0.5) as client:
+                outcomes = await client.run_pending(
+                    counting_handler(Counter()),  # type: ignore[arg-type]
+                    ledger=ledger,
+                    once=True,
+                )
+        finally:
+            await ledger.close()
+        assert set(outcomes) == {job.id}

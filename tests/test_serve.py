@@ -234,7 +234,7 @@ def free_port() -> int:
 
 
 async def test_the_fakes_webhook_starts_a_new_job_with_no_poll_in_between() -> None:
-    """With --poll-interval 60, each job created through the fake is announced by the fake's
+    """With --poll-interval 600, each job created through the fake is announced by the fake's
     signed notification, answered 202, and started after the one round it caused, not a poll.
     Prints the median creation-to-started time over 20 jobs."""
     port = free_port()
@@ -243,7 +243,7 @@ async def test_the_fakes_webhook_starts_a_new_job_with_no_poll_in_between() -> N
         FakePleo(seed=52, strict=True, webhook_url=webhook_url, webhook_secret=SECRET) as fake,
         serving(
             fake,
-            *("--poll-interval", "60", "--listen", f"127.0.0.1:{port}"),
+            *("--poll-interval", "600", "--listen", f"127.0.0.1:{port}"),
             env={"PLEO_WEBHOOK_SECRET": SECRET},
         ) as served,
     ):
@@ -325,7 +325,7 @@ async def test_bad_notifications_get_their_status_and_start_nothing() -> None:
     then one good notification starts it, and its replay acts no more."""
     async with (
         FakePleo(seed=54, strict=True) as fake,
-        serving(fake, "--poll-interval", "60", env={"PLEO_WEBHOOK_SECRET": SECRET}) as served,
+        serving(fake, "--poll-interval", "600", env={"PLEO_WEBHOOK_SECRET": SECRET}) as served,
     ):
         await until(lambda: len(listings(fake)) >= 1, what="the first listing")
         company_id = company(300)
@@ -398,10 +398,10 @@ async def test_readyz_answers_503_while_draining_and_a_second_signal_exits_at_on
 ) -> None:
     """Ready once the jobs were listed; after SIGTERM, /readyz and the webhook answer 503 while
     the batches settle, and a second SIGTERM exits at once with 143."""
-    # Handler calls of 5 s: the drain waits for the two in flight, which began with the job.
+    # Handler calls of 20 s: the drain waits for the two in flight, which began with the job.
     called = tmp_path / "handler-called"
     slow = {
-        "SERVE_HANDLER_SLEEP": "5",
+        "SERVE_HANDLER_SLEEP": "20",
         "SERVE_HANDLER_CALLED": str(called),
         "PLEO_WEBHOOK_SECRET": SECRET,
     }
@@ -474,3 +474,25 @@ async def test_a_handler_whose_call_gives_no_awaitable_ends_the_service_with_exi
 
 def _kept_environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in CONSOLE_HOST_SETTINGS}
+
+
+def test_a_ledger_value_that_may_hold_a_password_is_refused_without_showing_it() -> None:
+    """--ledger with a URL that is neither a file nor a postgresql:// DSN is exit 2, and its
+    password appears nowhere in the output."""
+    ran = subprocess.run(
+        [
+            str(PLEO_EXPORT),
+            "serve",
+            "serve_handler:handle",
+            "--ledger",
+            "postgresql+asyncpg://exports:pw-7c41e9-secret@127.0.0.1:1/connector",
+        ],
+        cwd=TESTS,
+        env={**_kept_environment(), "PYTHONPATH": str(REPO_ROOT), "PLEO_API_KEY": "key"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "--ledger" in ran.stderr
+    assert "pw-7c41e9-secret" not in ran.stdout + ran.stderr

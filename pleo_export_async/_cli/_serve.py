@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -105,10 +106,17 @@ def _open_ledger(value: str | None, schema: str) -> tuple[Ledger | None, str]:
     """The ledger `--ledger` names, and how to describe it (never with the DSN)."""
     if value is None:
         return None, "in memory (a restart works the jobs again from what Pleo holds)"
-    if value.startswith(_DSN_SCHEMES):
+    if value.lower().startswith(_DSN_SCHEMES) or re.search(r"(^|\s)(host|dbname)\s*=", value):
         from pleo_export_async._postgres_ledger import PostgresLedger
 
         return PostgresLedger(value, schema=schema), f"PostgreSQL, schema {schema}"
+    if "://" in value or "password" in value.lower():
+        # Not a file name; and it may hold a password, so it is not shown.
+        raise click.BadParameter(
+            "give a SQLite file path or a postgresql:// DSN (the value is not shown: it may "
+            "hold a password)",
+            param_hint="--ledger",
+        )
     return SqliteLedger(Path(value)), f"SQLite file {value}"
 
 
@@ -208,11 +216,13 @@ def serve(
     host, port = _listen_address(listen)
     secret = os.environ.get("PLEO_WEBHOOK_SECRET") or None
     output = settings.output
+    ledger, ledger_text = _open_ledger(ledger_spec, ledger_schema)
 
     async def work() -> ExitCode:
         from pleo_export_async._serve._service import WEBHOOK_PATH, ConnectorService
 
-        ledger, ledger_text = _open_ledger(ledger_spec, ledger_schema)
+        # From the start: a SIGTERM while the ledger and the client open must not kill it.
+        signals = _Signals(output.note)
         logging.getLogger("pleo_export_async").setLevel(
             logging.DEBUG if settings.debug else logging.INFO
         )
@@ -238,7 +248,7 @@ def serve(
             except ValueError as error:
                 output.error(f"PLEO_WEBHOOK_SECRET: {error}")
                 return ExitCode.BAD_INPUT
-            _drain_on_signals(service, output.note)
+            signals.drain(service)
 
             def listening(bound_host: str, bound_port: int) -> None:
                 webhooks = f"webhooks at {WEBHOOK_PATH}" if secret else "no webhooks (polling)"
@@ -254,22 +264,31 @@ def serve(
     run(settings, work())
 
 
-def _drain_on_signals(service: ConnectorService, say: Callable[[str], None]) -> None:
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
+class _Signals:
+    """The first SIGTERM or SIGINT drains the service (or, before there is one, ends the start
+    at once with nothing taken); a second exits at once with 128 + the signal's number."""
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            say(
-                f"{signal.Signals(signum).name}: draining, taking no new job "
-                "(send it again to exit at once)"
-            )
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._received: list[int] = []
+        self._service: ConnectorService | None = None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def drain(self, service: ConnectorService) -> None:
+        self._service = service
+        if self._received:
             service.request_drain()
+
+    def _on_signal(self, signum: int) -> None:
+        self._received.append(signum)
+        name = signal.Signals(signum).name
+        if len(self._received) == 1:
+            self._say(f"{name}: draining, taking no new job (send it again to exit at once)")
+            if self._service is not None:
+                self._service.request_drain()
             return
-        say(f"{signal.Signals(signum).name} again: exiting now; unfinished jobs resume later")
+        self._say(f"{name} again: exiting now; unfinished jobs resume later")
         sys.stderr.flush()
         os._exit(128 + signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)

@@ -17,7 +17,6 @@ HTTP, on the service's address:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -37,8 +36,12 @@ from ._notifications import MAX_BODY_BYTES, NotificationCheck, Refused
 logger = logging.getLogger("pleo_export_async")
 
 WEBHOOK_PATH = "/webhooks/pleo"
-#: How long a ledger's ping may take before /readyz says it does not answer.
-_PING_SECONDS = 2.0
+#: How long a ledger's ping may take before /readyz says it does not answer: under the 1 s a
+#: Kubernetes probe waits by default.
+_PING_SECONDS = 0.8
+#: How long the cancelled worker gets to let its leases go once the grace period ran out; a
+#: lease it cannot give back expires by itself.
+_AFTER_GRACE_SECONDS = 10.0
 
 
 @attrs.frozen
@@ -234,6 +237,9 @@ class ConnectorService:
 
     async def _drain(self, worker: asyncio.Task[dict[str, CompletionOutcome]]) -> DrainReport:
         self._draining = True
+        # What the drain leaves: the jobs in hand now, and those let go open from now on (a job
+        # let go open earlier may have been closed by another replica since).
+        self._left_open = set()
         started = time.monotonic()
         self._stop.set()  # no new job; the batches in flight settle, no final event is sent
         done, _ = await asyncio.wait({worker}, timeout=self._grace)
@@ -244,8 +250,9 @@ class ConnectorService:
             worker.cancel()
         completed: dict[str, CompletionOutcome] = {}
         if grace_ran_out:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            await asyncio.wait({worker}, timeout=_AFTER_GRACE_SECONDS)
+        elif worker.exception() is not None:
+            logger.error("the worker loop failed while draining", exc_info=worker.exception())
         else:
             completed = worker.result()
         left = sorted(self._in_hand | self._left_open)
