@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from pleo_export_async import (
     ApiKeyAuth,
     ItemUpdate,
@@ -75,17 +77,23 @@ def mixed_updates(job: FakeJob, failed_every: int = 10) -> list[ItemUpdate]:
     return updates
 
 
-def run_console_script(
-    args: Sequence[str], *, env: Mapping[str, str], timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """The installed `pleo-export` with `args`, run from the repository with none of the host's
-    `CONSOLE_HOST_SETTINGS` and with `env` added; stdout and stderr are pipes."""
-    assert PLEO_EXPORT.exists(), f"the console script is not installed at {PLEO_EXPORT}"
+def console_script_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child running the console script: this one's, without the host's
+    `CONSOLE_HOST_SETTINGS`, with the repository importable and `env` added."""
     kept = {name: value for name, value in os.environ.items() if name not in CONSOLE_HOST_SETTINGS}
+    return {**kept, "PYTHONPATH": str(REPO_ROOT), **env}
+
+
+def run_console_script(
+    args: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: Path = REPO_ROOT
+) -> subprocess.CompletedProcess[str]:
+    """The installed `pleo-export` with `args`, run from `cwd` (the repository) in
+    `console_script_environment(env)`; stdout and stderr are pipes."""
+    assert PLEO_EXPORT.exists(), f"the console script is not installed at {PLEO_EXPORT}"
     return subprocess.run(
         [str(PLEO_EXPORT), *args],
-        cwd=REPO_ROOT,
-        env={**kept, "PYTHONPATH": str(REPO_ROOT), **env},
+        cwd=cwd,
+        env=console_script_environment(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -112,11 +120,41 @@ def put_bodies(fake: FakePleo, job_id: str) -> list[list[dict[str, Any]]]:
     return [entry.body for entry in fake.journal.puts(job_id)]
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll `condition` (state of the fake, which has no events to await) until it holds."""
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110  (the fake has no event to await)
-            await asyncio.sleep(0.005)
+async def wait_until(
+    condition: Callable[[], bool], seconds: float = 10, what: str = "the condition"
+) -> None:
+    """Poll `condition` (state of the fake, or of a child, which have no events to await)
+    until it holds; an AssertionError naming `what` after `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not condition():  # noqa: ASYNC110  (the fake has no event to await)
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not come within {seconds:g} s") from None
+
+
+@attrs.frozen
+class Ran:
+    """What one run of the command line left behind."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        """The non-blank lines of stderr."""
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    @property
+    def out_lines(self) -> list[str]:
+        """The non-blank lines of stdout."""
+        return [line for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def flat(self) -> str:
+        """stdout and stderr with every run of whitespace made one space (undoes wrapping)."""
+        return " ".join(f"{self.stdout}\n{self.stderr}".split())
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from helpers import served_in_a_thread
+from helpers import Ran, served_in_a_thread
 from pleo_export_async import ItemUpdate
 from pleo_export_async._cli import main
 from pleo_export_async._cli._app import cli
@@ -62,30 +61,6 @@ def fake() -> Iterator[FakePleo]:
 
 
 # -- running commands ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ran:
-    """What one run of the command line left behind."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def lines(self) -> list[str]:
-        """The non-blank lines of stderr."""
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-    @property
-    def out_lines(self) -> list[str]:
-        """The non-blank lines of stdout."""
-        return [line for line in self.stdout.splitlines() if line.strip()]
-
-    @property
-    def flat(self) -> str:
-        """stdout and stderr with every run of whitespace made one space (undoes wrapping)."""
-        return " ".join(f"{self.stdout}\n{self.stderr}".split())
 
 
 def environment(overrides: Mapping[str, str | None] | None) -> dict[str, str | None]:
@@ -159,6 +134,26 @@ def wait_for(condition: str, check: Callable[[], bool], timeout: float = 20) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {condition}")
         time.sleep(0.002)
+
+
+def signalled(
+    process: subprocess.Popen[str],
+    signum: int,
+    condition: str,
+    check: Callable[[], bool],
+    timeout: float,
+) -> Ran:
+    """What the child left behind after `signum`, sent once `check()` holds; killed if it
+    outlives `timeout` after the signal."""
+    try:
+        wait_for(condition, check)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return Ran(process.returncode, out, err)
 
 
 # -- results files ---------------------------------------------------------------------------------
@@ -518,24 +513,18 @@ def test_an_interrupted_push_resumed_with_its_ledger_sends_nothing_twice(
     ledger = tmp_path / "push.ledger"
     fake.faults = Faults(latency=0.25)
     process = spawn(fake, "push", job.id, str(path), "--ledger", str(ledger))
-    try:
 
-        def second_wave_on_its_way() -> bool:
-            # The first batches were acknowledged and a full set of later ones is in the fake's
-            # latency, not yet committed: the child has read every answer it was sent.
-            puts = fake.journal.puts(job.id)
-            answered = [put for put in puts if put.delivered]
-            waiting = [put for put in puts if put.answered_at is None]
-            return len(answered) >= 8 and len(waiting) >= 8
+    def second_wave_on_its_way() -> bool:
+        # The first batches were acknowledged and a full set of later ones is in the fake's
+        # latency, not yet committed: the child has read every answer it was sent.
+        puts = fake.journal.puts(job.id)
+        answered = [put for put in puts if put.delivered]
+        waiting = [put for put in puts if put.answered_at is None]
+        return len(answered) >= 8 and len(waiting) >= 8
 
-        wait_for("a second wave of PUTs", second_wave_on_its_way)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    interrupted = Ran(process.returncode, out, err)
+    interrupted = signalled(
+        process, signal.SIGINT, "a second wave of PUTs", second_wave_on_its_way, timeout=20
+    )
     assert_no_credential(interrupted, {"PLEO_API_KEY": SECRET})
     assert "Traceback" not in interrupted.stderr
     assert "interrupted" in interrupted.stderr
@@ -567,15 +556,13 @@ def test_sigterm_stops_push_once_the_batches_in_flight_settle(
     ledger = tmp_path / "push.ledger"
     fake.faults = Faults(latency=0.25)
     process = spawn(fake, "push", job.id, str(path), "--ledger", str(ledger), "--complete")
-    try:
-        wait_for("a few batches answered", lambda: len(fake.journal.puts(job.id)) >= 8)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    stopped = Ran(process.returncode, out, err)
+    stopped = signalled(
+        process,
+        signal.SIGTERM,
+        "a few batches answered",
+        lambda: len(fake.journal.puts(job.id)) >= 8,
+        timeout=30,
+    )
     assert stopped.code == 143, stopped.stderr
     assert "terminated (SIGTERM)" in stopped.stderr
     assert "Traceback" not in stopped.stderr

@@ -9,21 +9,16 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from helpers import served_in_a_thread
+from helpers import Ran, served_in_a_thread
 from pleo_export_async._cli._app import cli
 from pleo_export_async._cli._webhooks import webhooks
 from pleo_export_async.testing import FakePleo, instant_retries
-
-# Until `_app.py` registers the group itself; harmless once it does.
-if "webhooks" not in cli.commands:
-    cli.add_command(webhooks)
 
 #: The fake's API key: no output of any command may show it.
 API_KEY = "pleo-cli-webhooks-key-5c2e81"
@@ -51,25 +46,6 @@ def fake() -> Iterator[FakePleo]:
     """A FakePleo on loopback, served by an event loop of its own in a background thread."""
     with served_in_a_thread(seed=11, api_key=API_KEY) as server:
         yield server
-
-
-@dataclass(frozen=True)
-class Ran:
-    """What one run of the command line left behind."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def lines(self) -> list[str]:
-        """The non-blank lines of stderr."""
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-    @property
-    def out_lines(self) -> list[str]:
-        """The non-blank lines of stdout."""
-        return [line for line in self.stdout.splitlines() if line.strip()]
 
 
 def pleo(fake: FakePleo, *args: str, env: Mapping[str, str | None] | None = None) -> Ran:

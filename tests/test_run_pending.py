@@ -7,11 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
-from helpers import assert_in_pleos_order, client_for, company, created_minutes_ago
+from helpers import (
+    assert_in_pleos_order,
+    client_for,
+    company,
+    created_minutes_ago,
+    wait_until,
+)
 from pleo_export_async import (
     CompletionOutcome,
     ExportItem,
@@ -30,13 +36,6 @@ from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 pytestmark = pytest.mark.usefixtures("instant")
 
 OTHER_COMPANY = "0b5f3a2e-7c1d-4e8f-9a6b-2d4c6e8f0a1b"
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
-    """Poll the fake's state (it has no events to await) until `condition` holds."""
-    async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def counting_handler(calls: Counter[str]) -> object:
@@ -255,14 +254,18 @@ async def test_a_held_oldest_job_holds_its_company_back_and_the_others_go_on() -
                     stop=stop,
                 )
             )
-            await wait_until(lambda: fake.job_status(elsewhere.id) == "completed_with_errors")
+            await wait_until(
+                lambda: fake.job_status(elsewhere.id) == "completed_with_errors", seconds=60
+            )
             await asyncio.sleep(0.2)  # rounds go by while the oldest job is held
             assert fake.job_status(held.id) == "pending", "the held job was not touched"
             assert fake.job_status(newer.id) == "pending", "the newer job waits for the held one"
             assert not any(entry_id in calls for entry_id in [*held.item_ids, *newer.item_ids])
             release.set()
             await holding
-            await wait_until(lambda: fake.job_status(newer.id) == "completed_with_errors")
+            await wait_until(
+                lambda: fake.job_status(newer.id) == "completed_with_errors", seconds=60
+            )
             stop.set()
             outcomes = await running
         assert set(outcomes) == {held.id, newer.id, elsewhere.id}
@@ -378,7 +381,7 @@ async def test_a_service_keeps_polling_when_a_listing_fails_past_the_retries() -
                     stop=stop,
                 )
             )
-            await wait_until(lambda: fake.job_status(job.id) == "completed_with_errors")
+            await wait_until(lambda: fake.job_status(job.id) == "completed_with_errors", seconds=60)
             stop.set()
             outcomes = await running
         assert set(outcomes) == {job.id}
@@ -412,12 +415,12 @@ async def test_with_every_company_slot_busy_the_rounds_go_on_and_the_next_compan
             running = asyncio.create_task(
                 client.run_pending(slow_first, ledger=MemoryLedger(), poll_interval=0.05, stop=stop)
             )
-            await wait_until(lambda: bool(fake.journal.events(first.id)))
+            await wait_until(lambda: bool(fake.journal.events(first.id)), seconds=60)
             listed = rounds()
-            await wait_until(lambda: rounds() >= listed + 3)
+            await wait_until(lambda: rounds() >= listed + 3, seconds=60)
             assert fake.journal.events(second.id) == [], "one company at a time"
             release.set()
-            await wait_until(lambda: fake.job_status(second.id) == "completed")
+            await wait_until(lambda: fake.job_status(second.id) == "completed", seconds=60)
             stop.set()
             outcomes = await running
         assert set(outcomes) == {first.id, second.id}

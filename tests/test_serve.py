@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
-import os
 import re
 import secrets
 import signal
 import socket
 import statistics
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -27,12 +26,13 @@ import pytest
 from standardwebhooks import Webhook
 
 from helpers import (
-    CONSOLE_HOST_SETTINGS,
     PLEO_EXPORT,
-    REPO_ROOT,
     assert_in_pleos_order,
     company,
+    console_script_environment,
     created_minutes_ago,
+    run_console_script,
+    wait_until,
 )
 from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 
@@ -86,20 +86,22 @@ class Served:
 
 
 async def start_serving(
-    fake: FakePleo, *arguments: str, env: Mapping[str, str] | None = None
+    fake: FakePleo,
+    *arguments: str,
+    env: Mapping[str, str] | None = None,
+    handler: str = "serve_handler:handle",
 ) -> Served:
-    kept = {name: value for name, value in os.environ.items() if name not in CONSOLE_HOST_SETTINGS}
     process = await asyncio.create_subprocess_exec(
         str(PLEO_EXPORT),
         "serve",
-        "serve_handler:handle",
+        handler,
         "--base-url",
         fake.base_url,
         "--listen",
         "127.0.0.1:0",
         *arguments,
         cwd=TESTS,
-        env={**kept, "PYTHONPATH": str(REPO_ROOT), "PLEO_API_KEY": fake.api_key, **(env or {})},
+        env=console_script_environment({"PLEO_API_KEY": fake.api_key, **(env or {})}),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -121,15 +123,16 @@ async def serving(
             await served.process.wait()
 
 
-async def until(condition: Any, seconds: float = 60, what: str = "the condition") -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110 (the fake and the child have no events to await)
-            await asyncio.sleep(0.02)
-    assert condition(), what
-
-
 def listings(fake: FakePleo) -> list[Any]:
     return [e for e in fake.journal.entries("GET") if e.path == "/v3/export-jobs"]
+
+
+def started(fake: FakePleo, job_id: str) -> bool:
+    return bool(fake.journal.events(job_id))
+
+
+def completed(fake: FakePleo, job_id: str) -> bool:
+    return fake.job_status(job_id) == "completed"
 
 
 def rounds(fake: FakePleo) -> int:
@@ -210,7 +213,7 @@ async def test_three_replicas_keep_pleos_order_per_company(
             replicas = [
                 await stack.enter_async_context(serving(fake, *arguments)) for _ in range(3)
             ]
-            await until(lambda: len(fake.journal.final_events_applied()) >= len(jobs), 120)
+            await wait_until(lambda: len(fake.journal.final_events_applied()) >= len(jobs), 120)
             codes = [await replica.signal_and_wait() for replica in replicas]
         assert codes == [0, 0, 0], "\n".join(replica.text for replica in replicas)
         for job in jobs:
@@ -247,19 +250,25 @@ async def test_the_fakes_webhook_starts_a_new_job_with_no_poll_in_between() -> N
             env={"PLEO_WEBHOOK_SECRET": SECRET},
         ) as served,
     ):
-        await until(lambda: rounds(fake) >= 1, what="the first listing")
+        await wait_until(lambda: rounds(fake) >= 1, seconds=60, what="the first listing")
         waits = []
         for number in range(20):
             before = rounds(fake)
             created_at = time.monotonic()
             job_id = await create_job_through_the_api(fake, company(100 + number))
-            await until(lambda j=job_id: bool(fake.journal.events(j)), what="the job started")
+            await wait_until(
+                functools.partial(started, fake, job_id), seconds=60, what="the job started"
+            )
             waits.append(time.monotonic() - created_at)
             [delivery] = fake.journal.webhook_deliveries(job_id)
             assert delivery.status == 202
             # One round, the one the notification caused; a poll would be a second.
             assert rounds(fake) == before + 1
-            await until(lambda j=job_id: fake.job_status(j) == "completed", what="the job closed")
+            await wait_until(
+                functools.partial(completed, fake, job_id),
+                seconds=60,
+                what="the job closed",
+            )
         median = statistics.median(waits) * 1000
         print(f"\nmedian creation-to-started over 20 jobs: {median:.0f} ms")
         assert await served.signal_and_wait() == 0
@@ -282,9 +291,11 @@ async def test_with_the_webhook_dropped_the_job_starts_at_the_next_poll() -> Non
             env={"PLEO_WEBHOOK_SECRET": fake.webhook_secret},
         ) as served,
     ):
-        await until(lambda: rounds(fake) >= 1, what="the first listing")
+        await wait_until(lambda: rounds(fake) >= 1, seconds=60, what="the first listing")
         job_id = await create_job_through_the_api(fake, company(200))
-        await until(lambda: fake.job_status(job_id) == "completed", what="the job closed")
+        await wait_until(
+            lambda: fake.job_status(job_id) == "completed", seconds=60, what="the job closed"
+        )
         assert fake.journal.webhook_deliveries(job_id) == []
         started = fake.journal.events(job_id)[0].received_at
         polls_before = [
@@ -327,7 +338,7 @@ async def test_bad_notifications_get_their_status_and_start_nothing() -> None:
         FakePleo(seed=54, strict=True) as fake,
         serving(fake, "--poll-interval", "600", env={"PLEO_WEBHOOK_SECRET": SECRET}) as served,
     ):
-        await until(lambda: len(listings(fake)) >= 1, what="the first listing")
+        await wait_until(lambda: len(listings(fake)) >= 1, seconds=60, what="the first listing")
         company_id = company(300)
         job_id = await create_job_through_the_api(fake, company_id)
         answered = {
@@ -343,7 +354,9 @@ async def test_bad_notifications_get_their_status_and_start_nothing() -> None:
         body = job_created(job_id, company_id)
         headers = signed(body)
         assert await notify(served, body, headers) == 202
-        await until(lambda: fake.job_status(job_id) == "completed", what="the job closed")
+        await wait_until(
+            lambda: fake.job_status(job_id) == "completed", seconds=60, what="the job closed"
+        )
         done = rounds(fake)
         assert await notify(served, body, signed(body, webhook_id=headers["webhook-id"])) == 200
         await asyncio.sleep(0.3)
@@ -376,9 +389,13 @@ async def _drained_then_finished(ledger: list[str]) -> None:
     async with FakePleo(seed=55, strict=True) as fake:
         job = fake.create_job(items=1500, status="pending")
         async with serving(fake, *ledger, "--grace", "20", "--concurrency", "4", env=slow) as first:
-            await until(lambda: len(fake.journal.puts(job.id)) >= 3, what="a few batches sent")
+            await wait_until(
+                lambda: len(fake.journal.puts(job.id)) >= 3, seconds=60, what="a few batches sent"
+            )
             first.process.send_signal(signal.SIGTERM)
-            await until(lambda: any("draining" in line for line in first.lines), what="draining")
+            await wait_until(
+                lambda: any("draining" in line for line in first.lines), seconds=60, what="draining"
+            )
             code = await first.wait(within=20 + 30)
         assert code == 0, first.text
         assert "left in progress" in first.lines[-1], first.text
@@ -387,7 +404,9 @@ async def _drained_then_finished(ledger: list[str]) -> None:
         assert fake.journal.final_events_applied(job.id) == []
         assert fake.job_status(job.id) == "in_progress"
         async with serving(fake, *ledger, "--poll-interval", "0.2") as second:
-            await until(lambda: fake.job_status(job.id) == "completed", what="the job finished")
+            await wait_until(
+                lambda: fake.job_status(job.id) == "completed", seconds=60, what="the job finished"
+            )
             assert await second.signal_and_wait() == 0
         assert len(fake.journal.final_events_applied(job.id)) == 1
         assert fake.journal.resent_after_ack(job.id) == {}
@@ -408,11 +427,15 @@ async def test_readyz_answers_503_while_draining_and_a_second_signal_exits_at_on
     async with FakePleo(seed=56, strict=True) as fake:
         job = fake.create_job(items=400, status="pending")
         async with serving(fake, "--grace", "60", "--concurrency", "2", env=slow) as served:
-            await until(called.exists, what="the first handler calls")
+            await wait_until(called.exists, seconds=60, what="the first handler calls")
             assert await served.get("/readyz") == (200, {"ready": True})
             assert (await served.get("/healthz"))[0] == 200
             served.process.send_signal(signal.SIGTERM)
-            await until(lambda: any("draining" in line for line in served.lines), what="draining")
+            await wait_until(
+                lambda: any("draining" in line for line in served.lines),
+                seconds=60,
+                what="draining",
+            )
             status, document = await served.get("/readyz")
             assert (status, document["why"]) == (503, ["draining"])
             body = job_created(job.id, job.company_id)
@@ -432,14 +455,11 @@ async def test_readyz_answers_503_while_draining_and_a_second_signal_exits_at_on
 def test_a_handler_that_cannot_be_used_is_one_line_and_exit_2(handler: str, said: str) -> None:
     """A handler that cannot be imported, or is not an async function, is refused before any
     request: exit 2, one line naming it, no traceback."""
-    kept = {name: value for name, value in os.environ.items() if name not in CONSOLE_HOST_SETTINGS}
-    ran = subprocess.run(
-        [str(PLEO_EXPORT), "serve", handler, "--base-url", "http://127.0.0.1:9"],
-        cwd=TESTS,
-        env={**kept, "PYTHONPATH": str(REPO_ROOT), "PLEO_API_KEY": "key"},
-        capture_output=True,
-        text=True,
+    ran = run_console_script(
+        ["serve", handler, "--base-url", "http://127.0.0.1:9"],
+        env={"PLEO_API_KEY": "key"},
         timeout=60,
+        cwd=TESTS,
     )
     assert ran.returncode == 2, ran.stderr
     assert said in ran.stderr
@@ -451,47 +471,28 @@ async def test_a_handler_whose_call_gives_no_awaitable_ends_the_service_with_exi
     line saying it must be async; the job stays in progress with no final event."""
     async with FakePleo(seed=57, strict=True) as fake:
         job = fake.create_job(items=30, status="pending")
-        process = await asyncio.create_subprocess_exec(
-            str(PLEO_EXPORT),
-            "serve",
-            "serve_handler:not_async",
-            "--base-url",
-            fake.base_url,
-            "--listen",
-            "127.0.0.1:0",
-            cwd=TESTS,
-            env={**_kept_environment(), "PYTHONPATH": str(REPO_ROOT), "PLEO_API_KEY": fake.api_key},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    said = stderr.decode()
-    assert process.returncode == 2, said
-    assert "async" in said.splitlines()[-1]
+        served = await start_serving(fake, handler="serve_handler:not_async")
+        code = await served.wait(within=60)
+    said = served.text
+    assert code == 2, said
+    assert "async" in served.lines[-1]
     assert "Traceback" not in said
     assert fake.journal.final_events_applied(job.id) == []
-
-
-def _kept_environment() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if name not in CONSOLE_HOST_SETTINGS}
 
 
 def test_a_ledger_value_that_may_hold_a_password_is_refused_without_showing_it() -> None:
     """--ledger with a URL that is neither a file nor a postgresql:// DSN is exit 2, and its
     password appears nowhere in the output."""
-    ran = subprocess.run(
+    ran = run_console_script(
         [
-            str(PLEO_EXPORT),
             "serve",
             "serve_handler:handle",
             "--ledger",
             "postgresql+asyncpg://exports:pw-7c41e9-secret@127.0.0.1:1/connector",
         ],
-        cwd=TESTS,
-        env={**_kept_environment(), "PYTHONPATH": str(REPO_ROOT), "PLEO_API_KEY": "key"},
-        capture_output=True,
-        text=True,
+        env={"PLEO_API_KEY": "key"},
         timeout=60,
+        cwd=TESTS,
     )
     assert ran.returncode == 2, ran.stderr
     assert "--ledger" in ran.stderr
