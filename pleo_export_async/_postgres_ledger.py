@@ -513,10 +513,7 @@ class PostgresLedger:
         asked_at = loop.time()
         fence = await self._value("take", lease.lease_key, self.holder, self.lease_ttl)
         if fence is None:
-            try:
-                row = await self._pool_or_raise().fetchrow(self._sql["holder"], lease.lease_key)
-            except self._database_errors as error:
-                raise self._failure(f"cannot read the lease of {lease.what}", error) from None
+            row = await self._holder_row(lease.lease_key, lease.what)
             raise CompanyBusy(company_id, "another worker" if row is None else row["holder"])
         try:
             lease.fence, lease.valid_until = fence, asked_at + self.lease_ttl
@@ -555,11 +552,18 @@ class PostgresLedger:
             raise
         job.renewal = loop.create_task(self._keep_renewed(job), name=f"lease {job_id}")
 
-    async def _leased(self, job_id: str) -> JobLeased:
+    async def _holder_row(self, lease_key: str, what: str) -> asyncpg.Record | None:
+        """Who holds the lease and until when; None if it was let go since it was asked for."""
         try:
-            row = await self._pool_or_raise().fetchrow(self._sql["holder"], job_id)
+            row: asyncpg.Record | None = await self._pool_or_raise().fetchrow(
+                self._sql["holder"], lease_key
+            )
         except self._database_errors as error:
-            raise self._failure(f"cannot read the lease of job {job_id}", error) from None
+            raise self._failure(f"cannot read the lease of {what}", error) from None
+        return row
+
+    async def _leased(self, job_id: str) -> JobLeased:
+        row = await self._holder_row(job_id, f"job {job_id}")
         if row is None:  # let go between the two statements
             return JobLeased(job_id, "another worker")
         expires: datetime = row["expires_at"]

@@ -24,7 +24,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL
+from pleo_export_async._client import PRODUCTION_BASE_URL
 from pleo_export_async._enums import ItemStatus, JobEvent, JobFailureReasonType, JobStatus
 from pleo_export_async._errors import IncompleteJob
 from pleo_export_async._ledger import Ledger
@@ -38,6 +38,8 @@ from ._command import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     Settings,
+    base_url_options,
+    chosen_base_url,
     client_for,
     leave,
     run,
@@ -59,12 +61,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON doc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--base-url",
-    envvar="PLEO_BASE_URL",
-    help=f"The Export API's address (default {PRODUCTION_BASE_URL}; env PLEO_BASE_URL).",
-)
-@click.option("--staging", is_flag=True, help=f"Use Pleo's staging API ({STAGING_BASE_URL}).")
+@base_url_options
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -96,9 +93,7 @@ def cli(
 
     Authenticate with PLEO_API_KEY (or PLEO_ACCESS_TOKEN) in the environment.
     """
-    if base_url and staging:
-        raise click.UsageError("give --base-url or --staging, not both")
-    url = base_url or (STAGING_BASE_URL if staging else PRODUCTION_BASE_URL)
+    url = chosen_base_url(base_url, staging) or PRODUCTION_BASE_URL
     # A caller may hand its own Output in `obj` (the docs' pictures record the consoles).
     output = ctx.obj if isinstance(ctx.obj, Output) else Output()
     # The library's warnings (retries, odd answers) on stderr: styled for a person at a terminal,

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import os
 import traceback
-from collections.abc import Coroutine
-from typing import Any, Final, NoReturn
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 import click
 
 from pleo_export_async._auth import ApiKeyAuth, BearerTokenAuth
-from pleo_export_async._client import PleoExportClient
+from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
 from pleo_export_async._errors import IncompleteJob, InvalidInput, PleoExportError
 from pleo_export_async._retry import RetryPolicy
 
 from ._output import ExitCode, Output
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 #: The client's own defaults: 30 s per attempt, and 8 attempts in all.
 DEFAULT_TIMEOUT: Final = 30.0
@@ -90,3 +92,22 @@ def client_for(settings: Settings) -> PleoExportClient:
         timeout=settings.timeout,
         retry=RetryPolicy(max_attempts=settings.retries + 1),
     )
+
+
+def base_url_options(command: _Command) -> _Command:
+    """`--base-url` [PLEO_BASE_URL] and `--staging`, on the group and on `serve` alike."""
+    command = click.option(
+        "--staging", is_flag=True, help=f"Use Pleo's staging API ({STAGING_BASE_URL})."
+    )(command)
+    return click.option(
+        "--base-url",
+        envvar="PLEO_BASE_URL",
+        help=f"The Export API's address (default {PRODUCTION_BASE_URL}; env PLEO_BASE_URL).",
+    )(command)
+
+
+def chosen_base_url(base_url: str | None, staging: bool) -> str | None:
+    """The address `--base-url` or `--staging` names; None when neither is given."""
+    if base_url and staging:
+        raise click.UsageError("give --base-url or --staging, not both")
+    return base_url or (STAGING_BASE_URL if staging else None)

@@ -22,16 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 
 from pleo_export_async._checks import async_function
-from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL
 from pleo_export_async._errors import InvalidInput
 from pleo_export_async._ledger import Ledger
 from pleo_export_async._process_job import Handler
 from pleo_export_async._sqlite_ledger import SqliteLedger
 
-from ._command import client_for, run, settings_for
+from ._command import base_url_options, chosen_base_url, client_for, run, settings_for
 from ._output import ExitCode
 
 if TYPE_CHECKING:
@@ -122,12 +122,7 @@ def _open_ledger(value: str | None, schema: str) -> tuple[Ledger | None, str]:
 
 @click.command()
 @click.argument("handler_spec", metavar="MODULE:FUNCTION")
-@click.option(
-    "--base-url",
-    envvar="PLEO_BASE_URL",
-    help=f"The Export API's address (default {PRODUCTION_BASE_URL}; env PLEO_BASE_URL).",
-)
-@click.option("--staging", is_flag=True, help=f"Use Pleo's staging API ({STAGING_BASE_URL}).")
+@base_url_options
 @click.option(
     "--ledger",
     "ledger_spec",
@@ -206,12 +201,9 @@ def serve(
     polling finds new jobs. Authenticate with PLEO_API_KEY (or PLEO_ACCESS_TOKEN).
     """
     settings = settings_for(ctx)
-    if base_url and staging:
-        raise click.UsageError("give --base-url or --staging, not both")
-    if base_url or staging:
-        import attrs
-
-        settings = attrs.evolve(settings, base_url=base_url or STAGING_BASE_URL)
+    chosen = chosen_base_url(base_url, staging)
+    if chosen is not None:
+        settings = attrs.evolve(settings, base_url=chosen)
     handler = import_handler(handler_spec)
     host, port = _listen_address(listen)
     secret = os.environ.get("PLEO_WEBHOOK_SECRET") or None
