@@ -11,8 +11,10 @@ from ._auth import (
     STAGING_TOKEN_URL,
     ApiKeyAuth,
     BearerTokenAuth,
+    HeldTokens,
     OAuth2Auth,
     TokenPair,
+    TokenStore,
 )
 from ._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
 from ._core._classify import ItemErrorKind
@@ -52,6 +54,7 @@ from ._report import CompletionOutcome, Progress, Rejection, UpdateReport
 from ._retry import RetryPolicy
 from ._sqlite_ledger import SqliteLedger
 from ._subscriptions import WebhookSubscription, WebhookSubscriptions
+from ._token_store import FileTokenStore, PostgresTokenStore
 from ._transport import RequestStats
 from ._version import __version__
 
@@ -69,7 +72,9 @@ __all__ = [
     "ExportItem",
     "ExportJob",
     "ExportJobItem",
+    "FileTokenStore",
     "FinalEventRecord",
+    "HeldTokens",
     "IncompleteJob",
     "InvalidInput",
     "ItemErrorKind",
@@ -96,6 +101,7 @@ __all__ = [
     "PleoExportClient",
     "PleoExportError",
     "PostgresLedger",
+    "PostgresTokenStore",
     "Progress",
     "ReauthorizationRequired",
     "Rejection",
@@ -103,6 +109,7 @@ __all__ = [
     "RetryPolicy",
     "SqliteLedger",
     "TokenPair",
+    "TokenStore",
     "TransportError",
     "UnexpectedResponse",
     "UpdateReport",

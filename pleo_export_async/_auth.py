@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -58,6 +59,28 @@ class Credential(Protocol):
 
     async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
         """Replace the credential, unless another task already did since `stale_generation`."""
+        ...
+
+
+class HeldTokens(Protocol):
+    """The stored pair while the store's lock is held."""
+
+    @property
+    def pair(self) -> TokenPair | None:
+        """The pair last saved, or None if none was."""
+        ...
+
+    async def save(self, pair: TokenPair) -> None:
+        """Keep `pair` durably before the lock is let go. Raises `LedgerError` if it cannot."""
+        ...
+
+
+class TokenStore(Protocol):
+    """A rotated pair of tokens, shared by every process of one authorisation."""
+
+    def exclusively(self) -> AbstractAsyncContextManager[HeldTokens]:
+        """Hold the store's lock, against every other holder in any process, until the block
+        ends; raises `LedgerError` if the store cannot be reached."""
         ...
 
 
@@ -243,6 +266,9 @@ class OAuth2Auth:
         self._on_tokens = on_tokens
         self._generation = 0
         self._lock = asyncio.Lock()
+        self._store: TokenStore | None = None
+        self._seed: str | None = None
+        self._read_from_store = False
 
     @property
     def generation(self) -> int:
@@ -259,12 +285,62 @@ class OAuth2Auth:
     def authorization(self) -> str:
         return f"Bearer {self._access_token}"
 
+    @classmethod
+    def shared(
+        cls,
+        client_id: str,
+        client_secret: str,
+        store: TokenStore,
+        *,
+        refresh_token: str | None = None,
+        on_tokens: Callable[[TokenPair], Awaitable[None] | None] | None = None,
+        token_url: str = PRODUCTION_TOKEN_URL,
+        refresh_margin: float = 60.0,
+    ) -> OAuth2Auth:
+        """OAuth 2.0 with the tokens kept in `store`, shared by every process (replica) of one
+        authorisation, so that they refresh it one at a time and none presents a spent refresh
+        token (which would revoke the authorisation).
+
+        The pair is read from the store before the first request. `refresh_token` seeds an
+        empty store: the authorisation's refresh token as the code exchange gave it; once the
+        store holds a pair, it is ignored, being spent. Each refresh holds the store's lock
+        from reading the pair to saving the new one; a process that finds a newer pair there
+        than its own takes it instead of refreshing.
+
+        Raises `ReauthorizationRequired` on the first request when the store is empty and no
+        `refresh_token` was given, as when Pleo refuses the stored one.
+        """
+        if refresh_token is not None and (
+            not isinstance(refresh_token, str) or not refresh_token.strip()
+        ):
+            raise InvalidInput("refresh_token", "<redacted>", "must be a non-empty string")
+        exclusively = getattr(store, "exclusively", None)
+        if not callable(exclusively):
+            raise InvalidInput(
+                "store", type(store).__name__, "must be a TokenStore (with exclusively())"
+            )
+        # The placeholders are never sent: with no pair read yet, the first request refreshes,
+        # which reads the store first.
+        auth = cls(
+            client_id,
+            client_secret,
+            "not-read-yet",
+            refresh_token or "not-read-yet",
+            on_tokens=on_tokens,
+            token_url=token_url,
+            refresh_margin=refresh_margin,
+        )
+        auth._store = store
+        auth._seed = refresh_token
+        auth._refresh_at = -math.inf
+        return auth
+
     async def refresh(self, session: aiohttp.ClientSession, stale_generation: int) -> None:
         """Replace the access token with a new one from `token_url`, once however many
         requests ask at the same time (the client calls it; a connector need not).
 
         Nothing is done if another task refreshed since `stale_generation`. The rotated pair
-        goes to `on_tokens` before any request uses it.
+        goes to `on_tokens` (and to the store, for `shared`) before any request uses it.
 
         Raises `ReauthorizationRequired` when the refresh token is refused (`invalid_grant`,
         `invalid_refresh_token`): a user must authorise the integration again.
@@ -276,57 +352,112 @@ class OAuth2Auth:
         async with self._lock:
             if self._generation != stale_generation:
                 return  # another request refreshed while this one waited
-            form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
-            headers = {"Authorization": self._client_authorization}
-            try:
-                async with session.post(self._token_url, data=form, headers=headers) as response:
-                    status = response.status
-                    payload = await response.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-                raise AuthenticationError(
-                    401, "TOKEN_REFRESH_FAILED", f"token refresh failed: {type(error).__name__}"
-                ) from None
-            answer = payload if isinstance(payload, dict) else {}
-            if status != 200:
-                error_code = answer.get("error")
-                if isinstance(error_code, str) and error_code.lower() in _REAUTHORISE:
+            if self._store is None:
+                pair = await self._exchange(session, self._refresh_token)
+                try:
+                    await self._hand_over(pair)
+                finally:
+                    # Kept even if storing failed: Pleo has spent the old refresh token.
+                    self._take(pair, "access token refreshed")
+                return
+            await self._refresh_shared(session, self._store)
+
+    async def _refresh_shared(self, session: aiohttp.ClientSession, store: TokenStore) -> None:
+        fresh: TokenPair | None = None
+        try:
+            async with store.exclusively() as held:
+                stored = held.pair
+                # A pair newer than this process's (none read yet, or another process
+                # refreshed) is taken as it is, unless it too is about to expire.
+                newer = stored is not None and (
+                    not self._read_from_store or stored.refresh_token != self._refresh_token
+                )
+                if stored is not None and newer and not self._expiring(stored):
+                    self._read_from_store = True
+                    self._take(stored, "access token read from the token store")
+                    return
+                refresh_token = stored.refresh_token if stored is not None else self._seed
+                if refresh_token is None:
                     raise ReauthorizationRequired(
-                        status,
-                        error_code,
-                        "the refresh token was refused: a user must authorise the integration "
-                        "again",
+                        401,
+                        "NO_STORED_TOKENS",
+                        "the token store holds no tokens and no refresh_token was given: "
+                        "authorise the integration and seed the store",
                     )
-                raise AuthenticationError(
-                    status, "TOKEN_REFRESH_FAILED", f"token refresh answered HTTP {status}"
+                fresh = await self._exchange(session, refresh_token)
+                # Saved before the lock is let go: the next holder must see the unspent token.
+                await held.save(fresh)
+        except BaseException:
+            if fresh is not None:
+                # Pleo has spent the old refresh token: the new pair is used all the same.
+                self._read_from_store = True
+                self._take(fresh, "access token refreshed, but the token store failed")
+            raise
+        assert fresh is not None
+        self._read_from_store = True
+        try:
+            await self._hand_over(fresh)
+        finally:
+            self._take(fresh, "access token refreshed")
+
+    def _expiring(self, pair: TokenPair) -> bool:
+        if pair.expires_at is None:
+            return False
+        return time.time() >= pair.expires_at.timestamp() - self._refresh_margin
+
+    async def _exchange(self, session: aiohttp.ClientSession, refresh_token: str) -> TokenPair:
+        """The pair the token endpoint gives for `refresh_token` (which it then spends)."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        headers = {"Authorization": self._client_authorization}
+        try:
+            async with session.post(self._token_url, data=form, headers=headers) as response:
+                status = response.status
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise AuthenticationError(
+                401, "TOKEN_REFRESH_FAILED", f"token refresh failed: {type(error).__name__}"
+            ) from None
+        answer = payload if isinstance(payload, dict) else {}
+        if status != 200:
+            error_code = answer.get("error")
+            if isinstance(error_code, str) and error_code.lower() in _REAUTHORISE:
+                raise ReauthorizationRequired(
+                    status,
+                    error_code,
+                    "the refresh token was refused: a user must authorise the integration again",
                 )
-            access, refresh = answer.get("access_token"), answer.get("refresh_token")
-            if not isinstance(access, str) or not isinstance(refresh, str):
-                raise AuthenticationError(
-                    status, "TOKEN_REFRESH_FAILED", "the token response lacks the tokens"
-                )
-            expires_in = answer.get("expires_in")
-            lifetime = expires_in if isinstance(expires_in, int) and expires_in > 0 else None
-            expires_at = None
-            if lifetime is not None:
-                expires_at = datetime.now(UTC) + timedelta(seconds=lifetime)
-            pair = TokenPair(access, refresh, lifetime, expires_at)
-            try:
-                # The caller stores the pair before any request uses it: if the process dies
-                # right after, the stored refresh token is the one that still works.
-                if self._on_tokens is not None:
-                    result = self._on_tokens(pair)
-                    if inspect.isawaitable(result):
-                        await result
-            finally:
-                # Kept even if storing failed: Pleo has spent the old refresh token already.
-                self._access_token, self._refresh_token = access, refresh
-                self._refresh_at = (
-                    math.inf
-                    if expires_at is None
-                    else expires_at.timestamp() - self._refresh_margin
-                )
-                self._generation += 1
-                logger.info("access token refreshed", extra={"token_generation": self._generation})
+            raise AuthenticationError(
+                status, "TOKEN_REFRESH_FAILED", f"token refresh answered HTTP {status}"
+            )
+        access, refresh = answer.get("access_token"), answer.get("refresh_token")
+        if not isinstance(access, str) or not isinstance(refresh, str):
+            raise AuthenticationError(
+                status, "TOKEN_REFRESH_FAILED", "the token response lacks the tokens"
+            )
+        expires_in = answer.get("expires_in")
+        lifetime = expires_in if isinstance(expires_in, int) and expires_in > 0 else None
+        expires_at = None
+        if lifetime is not None:
+            expires_at = datetime.now(UTC) + timedelta(seconds=lifetime)
+        return TokenPair(access, refresh, lifetime, expires_at)
+
+    async def _hand_over(self, pair: TokenPair) -> None:
+        # The caller stores the pair before any request uses it: if the process dies right
+        # after, the stored refresh token is the one that still works.
+        if self._on_tokens is not None:
+            result = self._on_tokens(pair)
+            if inspect.isawaitable(result):
+                await result
+
+    def _take(self, pair: TokenPair, what: str) -> None:
+        self._access_token, self._refresh_token = pair.access_token, pair.refresh_token
+        self._refresh_at = (
+            math.inf
+            if pair.expires_at is None
+            else pair.expires_at.timestamp() - self._refresh_margin
+        )
+        self._generation += 1
+        logger.info(what, extra={"token_generation": self._generation})
 
     def __repr__(self) -> str:
         return f"OAuth2Auth(client_id={self._client_id!r}, credentials=<redacted>)"

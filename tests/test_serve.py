@@ -497,3 +497,111 @@ def test_a_ledger_value_that_may_hold_a_password_is_refused_without_showing_it()
     assert ran.returncode == 2, ran.stderr
     assert "--ledger" in ran.stderr
     assert "pw-7c41e9-secret" not in ran.stdout + ran.stderr
+
+
+# -- OAuth2: the rotated tokens live beside the ledger, shared by the replicas --------------------
+
+OAUTH_CLIENT = ("serve-connector", "cs-serve-5b1e9d0a77c4")
+
+
+def oauth_environment(fake: FakePleo, refresh_token: str) -> dict[str, str]:
+    client_id, client_secret = OAUTH_CLIENT
+    return {
+        "PLEO_API_KEY": "",
+        "PLEO_CLIENT_ID": client_id,
+        "PLEO_CLIENT_SECRET": client_secret,
+        "PLEO_REFRESH_TOKEN": refresh_token,
+        "PLEO_TOKEN_URL": f"{fake.base_url}/oauth/token",
+    }
+
+
+def token_requests(fake: FakePleo) -> int:
+    return fake.journal.count(method="POST", path_prefix="/oauth/token")
+
+
+async def test_replicas_with_oauth2_refresh_one_at_a_time_and_a_restart_reads_the_stored_pair(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """Two `serve` replicas given one authorisation's refresh token (PLEO_CLIENT_ID, ...) on a
+    PostgreSQL ledger: one token request to start, one more after Pleo expires every access
+    token mid-run, never the spent seed again (which would revoke the authorisation); every job
+    closes once; a replica started later with the same, spent, seed reads the stored pair and
+    works a new job with no token request; no secret reaches their output."""
+    client_id, client_secret = OAUTH_CLIENT
+    async with FakePleo(seed=57, strict=True, oauth_clients={client_id: client_secret}) as fake:
+        _, seed = fake.issue_token()
+        jobs = [
+            fake.create_job(items=400, status="pending", company_id=company(n)) for n in range(4)
+        ]
+        arguments = [
+            *("--ledger", postgres_dsn, "--ledger-schema", postgres_schema),
+            *("--companies-at-once", "2", "--poll-interval", "0.2", "--concurrency", "4"),
+        ]
+        env = {**oauth_environment(fake, seed), "SERVE_HANDLER_SLEEP": "0.005"}
+        async with contextlib.AsyncExitStack() as stack:
+            replicas = [
+                await stack.enter_async_context(serving(fake, *arguments, env=env))
+                for _ in range(2)
+            ]
+            await wait_until(lambda: len(fake.journal.puts()) >= 4, 60, what="batches sent")
+            assert token_requests(fake) == 1
+            fake.expire_access_tokens()
+            await wait_until(
+                lambda: len(fake.journal.final_events_applied()) >= len(jobs),
+                120,
+                what="all closed",
+            )
+            codes = [await replica.signal_and_wait() for replica in replicas]
+        assert codes == [0, 0], "\n".join(replica.text for replica in replicas)
+        assert token_requests(fake) == 2
+        for job in jobs:
+            assert len(fake.journal.final_events_applied(job.id)) == 1
+            assert fake.journal.resent_after_ack(job.id) == {}
+        later = fake.create_job(items=5, status="pending", company_id=company(9))
+        async with serving(fake, *arguments, env=env) as restarted:
+            await wait_until(lambda: completed(fake, later.id), 60, what="the new job closed")
+            assert await restarted.signal_and_wait() == 0
+        assert token_requests(fake) == 2
+        texts = [replica.text for replica in [*replicas, restarted]]
+        for secret in (seed, client_secret, postgres_dsn):
+            assert all(secret not in text for text in texts)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"PLEO_CLIENT_SECRET": "cs-x"}, "needs a place for the rotated refresh token"),
+        ({"PLEO_API_KEY": "key-1"}, "give PLEO_CLIENT_ID or PLEO_API_KEY, not both"),
+    ],
+)
+def test_oauth2_settings_that_cannot_work_are_one_line_and_exit_2(
+    given: dict[str, str], said: str
+) -> None:
+    """PLEO_CLIENT_ID with no --ledger to keep the rotated token in, or beside an API key, is
+    refused before anything is sent, in one line that shows no secret."""
+    env = {"PLEO_API_KEY": "", "PLEO_CLIENT_ID": "serve-connector", **given}
+    ran = run_console_script(
+        ["serve", "serve_handler:handle", "--base-url", "http://127.0.0.1:9"],
+        env=env,
+        timeout=60,
+        cwd=TESTS,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert said in ran.stderr
+    assert "cs-x" not in ran.stderr + ran.stdout
+
+
+def test_oauth2_without_the_client_secret_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    """PLEO_CLIENT_ID with a ledger but no PLEO_CLIENT_SECRET says which variable is missing."""
+    env = {"PLEO_API_KEY": "", "PLEO_CLIENT_ID": "serve-connector"}
+    ran = run_console_script(
+        [
+            *("serve", "serve_handler:handle", "--base-url", "http://127.0.0.1:9"),
+            *("--ledger", str(tmp_path / "ledger.sqlite")),
+        ],
+        env=env,
+        timeout=60,
+        cwd=TESTS,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "PLEO_CLIENT_SECRET" in ran.stderr

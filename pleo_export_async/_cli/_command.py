@@ -12,7 +12,14 @@ from typing import Any, Final, NoReturn, TypeVar
 import attrs
 import click
 
-from pleo_export_async._auth import ApiKeyAuth, BearerTokenAuth
+from pleo_export_async._auth import (
+    PRODUCTION_TOKEN_URL,
+    STAGING_TOKEN_URL,
+    ApiKeyAuth,
+    BearerTokenAuth,
+    OAuth2Auth,
+    TokenStore,
+)
 from pleo_export_async._client import PRODUCTION_BASE_URL, STAGING_BASE_URL, PleoExportClient
 from pleo_export_async._errors import IncompleteJob, InvalidInput, PleoExportError
 from pleo_export_async._retry import RetryPolicy
@@ -76,21 +83,63 @@ def settings_for(ctx: click.Context, as_json: bool = False) -> Settings:
     return settings
 
 
-def client_for(settings: Settings) -> PleoExportClient:
-    """A client of the command's API, authenticated from PLEO_API_KEY or PLEO_ACCESS_TOKEN."""
-    api_key, access_token = os.environ.get("PLEO_API_KEY"), os.environ.get("PLEO_ACCESS_TOKEN")
-    if api_key:
-        auth: ApiKeyAuth | BearerTokenAuth = ApiKeyAuth(api_key)
-    elif access_token:
-        auth = BearerTokenAuth(access_token)
-    else:
-        settings.output.error("set PLEO_API_KEY (or PLEO_ACCESS_TOKEN) to authenticate")
-        leave(ExitCode.BAD_INPUT)
+#: The OAuth2 client settings, read from the environment only (they are secrets).
+OAUTH_VARIABLES: Final = (
+    "PLEO_CLIENT_ID",
+    "PLEO_CLIENT_SECRET",
+    "PLEO_REFRESH_TOKEN",
+    "PLEO_TOKEN_URL",
+)
+
+
+def client_for(settings: Settings, token_store: TokenStore | None = None) -> PleoExportClient:
+    """A client of the command's API, authenticated from PLEO_API_KEY, PLEO_ACCESS_TOKEN, or,
+    given a `token_store` to keep the rotated tokens in, the OAuth2 client settings."""
     return PleoExportClient(
         settings.base_url,
-        auth=auth,
+        auth=_credential_from_environment(settings, token_store),
         timeout=settings.timeout,
         retry=RetryPolicy(max_attempts=settings.retries + 1),
+    )
+
+
+def _credential_from_environment(
+    settings: Settings, token_store: TokenStore | None
+) -> ApiKeyAuth | BearerTokenAuth | OAuth2Auth:
+    environ = os.environ
+    api_key, access_token = environ.get("PLEO_API_KEY"), environ.get("PLEO_ACCESS_TOKEN")
+    client_id = environ.get("PLEO_CLIENT_ID")
+    if not client_id:
+        if api_key:
+            return ApiKeyAuth(api_key)
+        if access_token:
+            return BearerTokenAuth(access_token)
+        hint = " (or the OAuth2 client settings)" if token_store is not None else ""
+        settings.output.error(f"set PLEO_API_KEY (or PLEO_ACCESS_TOKEN){hint} to authenticate")
+        leave(ExitCode.BAD_INPUT)
+    if api_key or access_token:
+        given = "PLEO_API_KEY" if api_key else "PLEO_ACCESS_TOKEN"
+        settings.output.error(f"give PLEO_CLIENT_ID or {given}, not both")
+        leave(ExitCode.BAD_INPUT)
+    if token_store is None:
+        settings.output.error(
+            "PLEO_CLIENT_ID: OAuth2 needs a place for the rotated refresh token; only `serve "
+            "--ledger` keeps one. Give PLEO_API_KEY or PLEO_ACCESS_TOKEN here"
+        )
+        leave(ExitCode.BAD_INPUT)
+    client_secret = environ.get("PLEO_CLIENT_SECRET")
+    if not client_secret:
+        settings.output.error("PLEO_CLIENT_ID is set: set PLEO_CLIENT_SECRET too")
+        leave(ExitCode.BAD_INPUT)
+    default_token_url = (
+        STAGING_TOKEN_URL if settings.base_url == STAGING_BASE_URL else PRODUCTION_TOKEN_URL
+    )
+    return OAuth2Auth.shared(
+        client_id,
+        client_secret,
+        token_store,
+        refresh_token=environ.get("PLEO_REFRESH_TOKEN") or None,
+        token_url=environ.get("PLEO_TOKEN_URL") or default_token_url,
     )
 
 

@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
+from pleo_export_async._auth import TokenStore
 from pleo_export_async._checks import async_function
 from pleo_export_async._errors import InvalidInput
 from pleo_export_async._ledger import Ledger
+from pleo_export_async._postgres_ledger import PostgresLedger
 from pleo_export_async._process_job import Handler
 from pleo_export_async._sqlite_ledger import SqliteLedger
+from pleo_export_async._token_store import FileTokenStore, PostgresTokenStore
 
 from ._command import base_url_options, chosen_base_url, client_for, run, settings_for
 from ._output import ExitCode
@@ -107,8 +110,6 @@ def _open_ledger(value: str | None, schema: str) -> tuple[Ledger | None, str]:
     if value is None:
         return None, "in memory (a restart works the jobs again from what Pleo holds)"
     if value.lower().startswith(_DSN_SCHEMES) or re.search(r"(^|\s)(host|dbname)\s*=", value):
-        from pleo_export_async._postgres_ledger import PostgresLedger
-
         return PostgresLedger(value, schema=schema), f"PostgreSQL, schema {schema}"
     if "://" in value or "password" in value.lower():
         # Not a file name; and it may hold a password, so it is not shown.
@@ -118,6 +119,15 @@ def _open_ledger(value: str | None, schema: str) -> tuple[Ledger | None, str]:
             param_hint="--ledger",
         )
     return SqliteLedger(Path(value)), f"SQLite file {value}"
+
+
+def _token_store_of(ledger: Ledger | None) -> TokenStore | None:
+    """Where OAuth2's rotated tokens are kept: beside the ledger, which every replica shares."""
+    if isinstance(ledger, SqliteLedger):
+        return FileTokenStore(f"{ledger.path}-oauth.json")
+    if isinstance(ledger, PostgresLedger):
+        return PostgresTokenStore(ledger, os.environ.get("PLEO_TOKEN_NAME") or "default")
+    return None
 
 
 @click.command()
@@ -198,7 +208,10 @@ def serve(
     MODULE:FUNCTION, in Pleo's order, woken by Pleo's webhooks, until SIGTERM.
 
     Webhooks are verified with the secret in PLEO_WEBHOOK_SECRET (whsec_...); without it only
-    polling finds new jobs. Authenticate with PLEO_API_KEY (or PLEO_ACCESS_TOKEN).
+    polling finds new jobs. Authenticate with PLEO_API_KEY, PLEO_ACCESS_TOKEN, or OAuth2:
+    PLEO_CLIENT_ID, PLEO_CLIENT_SECRET and, the first time, PLEO_REFRESH_TOKEN (PLEO_TOKEN_URL
+    for another token endpoint); the rotated tokens are kept beside --ledger, shared by every
+    replica, which refresh one at a time.
     """
     settings = settings_for(ctx)
     chosen = chosen_base_url(base_url, staging)
@@ -209,6 +222,7 @@ def serve(
     secret = os.environ.get("PLEO_WEBHOOK_SECRET") or None
     output = settings.output
     ledger, ledger_text = _open_ledger(ledger_spec, ledger_schema)
+    token_store = _token_store_of(ledger)
 
     async def work() -> ExitCode:
         from pleo_export_async._serve._service import WEBHOOK_PATH, ConnectorService
@@ -224,7 +238,7 @@ def serve(
                 stack.push_async_callback(ledger.close)
                 if hasattr(ledger, "__aenter__"):
                     await ledger.__aenter__()
-            client = await stack.enter_async_context(client_for(settings))
+            client = await stack.enter_async_context(client_for(settings, token_store))
             try:
                 service = ConnectorService(
                     client,
