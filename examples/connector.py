@@ -141,16 +141,21 @@ class Fatal(Exception):
 async def next_job(
     client: PleoExportClient, company_id: str | None, skip: set[str]
 ) -> ExportJob | None:
-    """The job to work on next: an in_progress one (to resume) before the oldest pending one
-    (Pleo's detection guidance, docs/pleo-api.md#list-jobs and docs/pleo-api.md#documented-flow)."""
-    found = [
-        job
-        async for job in client.jobs(
-            statuses=(JobStatus.IN_PROGRESS, JobStatus.PENDING), company_id=company_id
-        )
-        if job.id not in skip
-    ]
-    # jobs() yields oldest first; min() keeps that order among jobs of the same status.
+    """The job to work on next, in Pleo's order (docs/pleo-api.md#documented-flow): each
+    company's one job at a time, the one in progress (to resume) before its oldest pending one.
+    A company whose next job is in `skip` (held by another worker, or tried this round) offers
+    none: its later jobs wait their turn rather than run beside it."""
+    next_of_company: dict[str, ExportJob] = {}
+    async for job in client.jobs(
+        statuses=(JobStatus.IN_PROGRESS, JobStatus.PENDING), company_id=company_id
+    ):
+        # jobs() yields oldest first, so the first seen is kept unless one is in progress.
+        kept = next_of_company.get(job.company_id)
+        if kept is None or (
+            job.status == JobStatus.IN_PROGRESS and kept.status != JobStatus.IN_PROGRESS
+        ):
+            next_of_company[job.company_id] = job
+    found = [job for job in next_of_company.values() if job.id not in skip]
     return min(found, key=lambda job: job.status != JobStatus.IN_PROGRESS, default=None)
 
 

@@ -183,11 +183,13 @@ def company(number: int) -> str:
     return f"00000000-0000-4000-8000-{number:012d}"
 
 
-def created_minutes_ago(fake: FakePleo, minutes: int, company_id: str) -> FakeJob:
-    """A pending job whose `createdAt` is `minutes` before now."""
+def created_minutes_ago(
+    fake: FakePleo, minutes: int, company_id: str, *, items: int = 60
+) -> FakeJob:
+    """A pending job of `items` items whose `createdAt` is `minutes` before now."""
     fake.advance_clock(-60 * minutes)
     try:
-        return fake.create_job(items=60, status="pending", company_id=company_id)
+        return fake.create_job(items=items, status="pending", company_id=company_id)
     finally:
         fake.advance_clock(60 * minutes)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from helpers import assert_in_pleos_order, company, created_minutes_ago
 from pleo_export_async import ApiKeyAuth, ExportItem, ItemStatus, ItemUpdate, PleoExportClient
 from pleo_export_async.testing import FakePleo, Faults
 
@@ -142,12 +143,18 @@ async def test_the_connector_stops_on_sigterm_and_finishes_the_job_when_started_
 async def test_replicas_sharing_a_postgres_ledger_close_every_job_once(
     postgres_dsn: str, postgres_schema: str
 ) -> None:
-    """Two connector processes with --postgres and two workers each share six jobs out: each job
-    is closed by one of them with its one right event, and nothing acknowledged is resent."""
+    """Two connector processes with --postgres and two workers each share six jobs of three
+    companies out: each job is closed by one of them with its one right event, per company one
+    at a time and oldest first, and nothing acknowledged is resent."""
     async with FakePleo(
         seed=43, api_key=API_KEY, strict=True, faults=Faults(latency=(0.001, 0.004))
     ) as fake:
-        jobs = [fake.create_job(items=150, status="pending") for _ in range(6)]
+        made = [
+            (minutes, created_minutes_ago(fake, minutes, company(number), items=150))
+            for minutes in (2, 1)
+            for number in range(3)
+        ]
+        jobs = [job for _, job in sorted(made, key=lambda made: -made[0])]
         answers = {job.id: await _erp_answers(fake, job.id) for job in jobs}
         env = {name: value for name, value in os.environ.items() if not name.startswith("PLEO_")}
         env["PLEO_API_KEY"] = fake.api_key
@@ -190,4 +197,5 @@ async def test_replicas_sharing_a_postgres_ledger_close_every_job_once(
             (final,) = fake.journal.final_events_applied(job.id)
             assert final.body["event"] == _final_event(answers[job.id])
             assert fake.journal.resent_after_ack(job.id) == {}
+        assert_in_pleos_order(fake, jobs)
         assert API_KEY.encode() not in b"".join(out + err for out, err in results)
