@@ -1,7 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both build .venv first.
 PYTHON ?= python3
 VENV := .venv
-EXTRAS := dev,cli,speed,postgres,testing,serve,docs
+EXTRAS := dev,cli,speed,postgres,testing,serve,otel,docs
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 

@@ -38,6 +38,8 @@ from benchmarks.clients import (
 )
 from benchmarks.echo_server import echo_server
 from benchmarks.shared_ledger import postgres_dsn, postgres_ledger_ratio, replicas
+from benchmarks.telemetry import budgets as telemetry_budgets
+from benchmarks.telemetry import telemetry_overhead
 from benchmarks.whole_job import whole_job
 from pleo_export_async import SqliteLedger
 
@@ -226,6 +228,7 @@ def main() -> int:
     jobs, marks = (60, [6, 60]) if quick else (500, [50, 500])
     rss_by_job = many_jobs(jobs, 1000, marks)
     whole = whole_job(quick)
+    telemetry = telemetry_overhead(*((4, 20_000) if quick else (12, 100_000)))
     with postgres_dsn() as dsn:
         shared = (
             {"ratio": postgres_ledger_ratio(quick, dsn=dsn), "replicas": replicas(quick, dsn=dsn)}
@@ -311,6 +314,7 @@ def main() -> int:
             f"{per_item['library']:.2f} µs)",
         ),
         *(Budget(**budget) for part in (whole, *shared.values()) for budget in part["budgets"]),
+        *(Budget(**budget) for budget in telemetry_budgets(telemetry)),
     ]
 
     lines = [
@@ -328,6 +332,7 @@ def main() -> int:
             if shared
             else ["PostgreSQL's server is not installed: no PostgresLedger or replica budgets.", ""]
         ),
+        *([] if telemetry else ["opentelemetry-sdk is not installed: no telemetry budgets.", ""]),
         f"Items per second, the median of {slow['rounds']} runs each:",
         "",
         "| items/s | " + " | ".join(f"C={c}" for c in concurrencies) + " |",
@@ -366,6 +371,7 @@ def main() -> int:
                 "rss_mib_by_job": rss_by_job,
                 "whole_job": whole,
                 "shared_ledger": shared,
+                "telemetry": telemetry,
             },
             indent=2,
         )

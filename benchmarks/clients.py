@@ -145,22 +145,27 @@ async def send_updates(
     updates: Iterable[ItemUpdate],
     concurrency: int,
     ledger: Ledger | None = None,
+    **options: Any,
 ) -> int:
-    """Returns how many items were acknowledged."""
+    """Returns how many items were acknowledged. `options` go to the client."""
     async with PleoExportClient(
-        base_url, auth=ApiKeyAuth(API_KEY), max_concurrency=concurrency
+        base_url, auth=ApiKeyAuth(API_KEY), max_concurrency=concurrency, **options
     ) as client:
         report = await client.job(str(uuid.uuid4()), ledger=ledger).update(updates)
     return len(report.acknowledged)
 
 
 async def library(
-    base_url: str, rows: Sequence[Row], concurrency: int, ledger: Ledger | None = None
+    base_url: str,
+    rows: Sequence[Row],
+    concurrency: int,
+    ledger: Ledger | None = None,
+    **options: Any,
 ) -> int:
     """Rows are turned into updates as they are pulled, the way the plain loop turns them into
-    dicts."""
+    dicts. `options` go to the client."""
     updates = (ItemUpdate.successful(entry_id, external_id=external) for entry_id, external in rows)
-    return await send_updates(base_url, updates, concurrency, ledger)
+    return await send_updates(base_url, updates, concurrency, ledger, **options)
 
 
 async def streamed_updates(count: int) -> AsyncIterator[ItemUpdate]:

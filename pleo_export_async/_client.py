@@ -7,6 +7,7 @@ import asyncio
 import warnings
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from . import _checks
 from ._auth import ApiKeyAuth, BearerTokenAuth, Credential, OAuth2Auth, require_safe_url
@@ -25,6 +26,10 @@ from ._report import CompletionOutcome, ProgressCallback
 from ._retry import RetryPolicy
 from ._run_pending import run_pending
 from ._subscriptions import WebhookSubscriptions
+from ._telemetry import Telemetry, check_provider
+
+if TYPE_CHECKING:
+    from ._telemetry import MeterProvider, TracerProvider
 from ._transport import RequestStats, Transport
 
 PRODUCTION_BASE_URL = "https://external.pleo.io"
@@ -41,6 +46,11 @@ class PleoExportClient:
     `flush_after` (seconds, or None for never) sends a batch that is not full once its oldest
     update has waited that long, when updates come from an async source: a job expires an hour
     after its last update, and a slow ERP must not cost it (R16).
+
+    Spans and metrics go through the OpenTelemetry API when the `otel` extra is installed: to
+    the global providers, or to `tracer_provider` (an OpenTelemetry `TracerProvider`) and
+    `meter_provider` (a `MeterProvider`) when given. With neither configured they cost next to
+    nothing. Raises `InvalidInput` for a provider that has no `get_tracer()` / `get_meter()`.
     """
 
     def __init__(
@@ -55,6 +65,8 @@ class PleoExportClient:
         item_error_classifier: ItemErrorClassifier = None,
         ledger: Ledger | None = None,
         flush_after: float | None = 5.0,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if flush_after is not None:
             _checks.positive_seconds("flush_after", flush_after)
@@ -62,6 +74,8 @@ class PleoExportClient:
         _checks.whole_number("batch_size", batch_size, low=1, high=MAX_BATCH_SIZE)
         _checks.positive_seconds("timeout", timeout)
         _checks.ledger("ledger", ledger)
+        check_provider("tracer_provider", tracer_provider, "get_tracer")
+        check_provider("meter_provider", meter_provider, "get_meter")
         for method in ("authorization", "refresh"):
             if not callable(getattr(auth, method, None)):
                 raise InvalidInput(
@@ -80,6 +94,9 @@ class PleoExportClient:
             max_concurrency=max_concurrency,
             timeout=float(timeout),
             retry=self.retry,
+            telemetry=Telemetry(
+                self.base_url, tracer_provider=tracer_provider, meter_provider=meter_provider
+            ),
         )
         self._auth = auth
 

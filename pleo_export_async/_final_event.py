@@ -12,7 +12,7 @@ from ._enums import FINAL_JOB_STATUS_OF_EVENT
 from ._errors import JobStateConflict
 from ._job_reads import FINAL_STATUSES, JobReads
 from ._job_state import RunState
-from ._ledger import JobLedger
+from ._ledger import JobLedger, commit_kind
 from ._models import JobEventRequest
 from ._report import CompletionOutcome
 from ._transport import Response, Transport, raise_for_response
@@ -57,7 +57,8 @@ class JobEvents:
                 return state.outcome
             if state.closed_otherwise is not None:
                 raise JobStateConflict(state.job_id, request.event.value, status)
-        await job_ledger.record_event_intent(request)
+        with self._transport.telemetry.ledger_commit(commit_kind(job_ledger), "event_intent"):
+            await job_ledger.record_event_intent(request)
         response = await self.post(job_ledger, request)
         if response.status < 300:
             return await self._delivered(job_ledger, request, tally, already_delivered=False)
@@ -102,8 +103,11 @@ class JobEvents:
             rejected=tally.rejected,
             already_delivered=already_delivered,
         )
-        await job_ledger.record_event_delivered(outcome)
+        telemetry = self._transport.telemetry
+        with telemetry.ledger_commit(commit_kind(job_ledger), "event_delivered"):
+            await job_ledger.record_event_delivered(outcome)
         self._state.delivered(outcome)
+        telemetry.job_closed(outcome.event.value, already_delivered)
         logger.info(
             "export job closed with %s%s",
             outcome.event.value,

@@ -30,7 +30,7 @@ from ._final_event import EVENTS_PATH, JobEvents
 from ._job_reads import FINAL_STATUSES, JobReads
 from ._job_settings import JobSettings
 from ._job_state import RunState
-from ._ledger import JobLedger, Ledger
+from ._ledger import JobLedger, Ledger, commit_kind
 from ._models import ExportJob, ExportJobItem, ItemUpdate, JobEventRequest
 from ._pleo_check import (
     record_found,
@@ -39,6 +39,7 @@ from ._pleo_check import (
     updates_pleo_shows,
 )
 from ._report import CompletionOutcome, ProgressCallback, UpdateReport
+from ._telemetry import JobOperation, Telemetry
 from ._transport import Transport, raise_for_response
 from ._update_engine import UpdateEngine, check_updates_argument
 
@@ -88,6 +89,13 @@ class JobRun:
         """How the job was closed, once `complete()` or `fail()` has succeeded."""
         return self._state.outcome
 
+    @property
+    def _telemetry(self) -> Telemetry:
+        return self._transport.telemetry
+
+    def _operation(self, name: str) -> JobOperation:
+        return self._transport.telemetry.operation(name, self.job_id, self._state.company_id)
+
     # -- taking turns and resuming ------------------------------------------------------------
 
     async def _open(self) -> JobLedger:
@@ -99,7 +107,15 @@ class JobRun:
         """The job's turn for one call: the ledger's, or, while `hold()` keeps it, this run's."""
         if self._holding:
             return self._held_calls
-        return job_ledger.turn(wait=self._wait)
+        return self._timed_turn(job_ledger, self._wait)
+
+    def _timed_turn(self, job_ledger: JobLedger, wait: bool) -> AbstractAsyncContextManager[object]:
+        """The ledger's turn; taking a `PostgresLedger`'s lease is a `pleo.lease.wait` span."""
+        turn = job_ledger.turn(wait=wait)
+        kind = commit_kind(job_ledger)
+        if kind != "postgres":
+            return turn
+        return self._transport.telemetry.lease_wait(turn, self.job_id, kind)
 
     @contextlib.asynccontextmanager
     async def hold(self, *, wait: bool | None = None) -> AsyncIterator[JobRun]:
@@ -121,7 +137,7 @@ class JobRun:
         if self._holding:
             yield self  # held already, by an enclosing block
             return
-        async with job_ledger.turn(wait=self._wait if wait is None else wait):
+        async with self._timed_turn(job_ledger, self._wait if wait is None else wait):
             self._holding = True
             try:
                 yield self
@@ -177,7 +193,7 @@ class JobRun:
         if not candidates:
             return 0
         landed = await updates_pleo_shows(self.items(), candidates)
-        await record_found(job_ledger, tracker, landed)
+        await record_found(job_ledger, tracker, landed, self._telemetry)
         logger.info(
             "reconciled %d of %d unconfirmed updates with Pleo",
             len(landed),
@@ -197,7 +213,7 @@ class JobRun:
         async with self._turn(job_ledger):
             self._state.raise_if_over()
             held = results_unrecorded(job_ledger, items)
-            await record_found(job_ledger, self._state.tracker(job_ledger), held)
+            await record_found(job_ledger, self._state.tracker(job_ledger), held, self._telemetry)
             return len(held)
 
     def unacknowledged_updates(self) -> list[ItemUpdate]:
@@ -245,11 +261,21 @@ class JobRun:
         """
         self._state.raise_if_over()
         check_updates_argument(updates)
-        job_ledger = await self._open()
-        async with self._turn(job_ledger):
-            await self._prepare(job_ledger)
-            self._state.raise_if_over()
-            return await self._updates.run(job_ledger, updates, on_progress)
+        with self._operation("pleo.job.update") as operation:
+            try:
+                job_ledger = await self._open()
+                async with self._turn(job_ledger):
+                    await self._prepare(job_ledger)
+                    self._state.raise_if_over()
+                    report = await self._updates.run(job_ledger, updates, on_progress)
+            except BaseException as error:
+                settled = getattr(error, "report", None)
+                if operation.recording and isinstance(settled, UpdateReport):
+                    operation.set_many(_report_attributes(settled))
+                raise
+            if operation.recording:
+                operation.set_many(_report_attributes(report))
+            return report
 
     # -- the final event ----------------------------------------------------------------------
 
@@ -283,6 +309,18 @@ class JobRun:
             else enum_member("failure_reason_type", failure_reason_type, JobFailureReasonType)
         )
         optional_text("failure_reason", failure_reason)
+        with self._operation("pleo.job.complete") as operation:
+            outcome = await self._complete(chosen_event, failure_reason, reason_type)
+            if operation.recording:
+                operation.set_many(outcome_attributes(outcome))
+            return outcome
+
+    async def _complete(
+        self,
+        chosen_event: JobEvent | None,
+        failure_reason: str | None,
+        reason_type: JobFailureReasonType | None,
+    ) -> CompletionOutcome:
         job_ledger = await self._open()
         async with self._turn(job_ledger):
             await self._prepare(job_ledger)
@@ -312,6 +350,13 @@ class JobRun:
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("reason", reason, "a failed job needs a reason for the bookkeeper")
         job_reason_type = enum_member("reason_type", reason_type, JobFailureReasonType)
+        with self._operation("pleo.job.complete") as operation:
+            outcome = await self._fail(reason, job_reason_type)
+            if operation.recording:
+                operation.set_many(outcome_attributes(outcome))
+            return outcome
+
+    async def _fail(self, reason: str, job_reason_type: JobFailureReasonType) -> CompletionOutcome:
         job_ledger = await self._open()
         async with self._turn(job_ledger):
             await self._prepare(job_ledger)
@@ -334,7 +379,7 @@ class JobRun:
                 len(landed),
                 extra={"job_id": self.job_id},
             )
-        await record_found(job_ledger, tracker, landed)
+        await record_found(job_ledger, tracker, landed, self._telemetry)
 
     @staticmethod
     def _tally(job_ledger: JobLedger, tracker: ItemTracker) -> Tally:
@@ -428,3 +473,27 @@ class JobRun:
         async with contextlib.aclosing(self._reads.export_items(page_size)) as items:
             async for item in items:
                 yield item
+
+
+def _report_attributes(report: UpdateReport) -> dict[str, int]:
+    """An update call's counts, for its span."""
+    return {
+        "pleo.items.acknowledged": len(report.acknowledged),
+        "pleo.items.rejected": len(report.rejected),
+        "pleo.items.skipped": len(report.skipped),
+        "pleo.items.unacknowledged": len(report.unacknowledged),
+        "pleo.items.resent": report.items_resent,
+        "pleo.requests": report.requests,
+        "pleo.retries": report.retries,
+    }
+
+
+def outcome_attributes(outcome: CompletionOutcome) -> dict[str, str | int | bool]:
+    """How a job was closed, for the span of the operation that closed it or found it closed."""
+    return {
+        "pleo.job.final_event": outcome.event.value,
+        "pleo.items.successful": outcome.successful,
+        "pleo.items.failed": outcome.failed,
+        "pleo.items.rejected": outcome.rejected,
+        "pleo.job.already_delivered": outcome.already_delivered,
+    }

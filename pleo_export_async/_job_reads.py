@@ -37,7 +37,9 @@ class JobReads:
         self.items_path = f"{JOBS_PATH}/{state.job_id}/items"
 
     async def job(self) -> ExportJob:
-        return await fetch_job(self._transport, self._state.job_id)
+        job = await fetch_job(self._transport, self._state.job_id)
+        self._state.company_id = job.company_id
+        return job
 
     def items(
         self, status: ItemStatus | str | None, page_size: int

@@ -21,6 +21,8 @@ class RunState:
         self.outcome: CompletionOutcome | None = None
         #: Why the job is over when it was closed otherwise (Pleo shows it final).
         self.closed_otherwise: str | None = None
+        #: The job's company, once the job was read (for telemetry).
+        self.company_id: str | None = None
 
     @property
     def is_over(self) -> bool:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import attrs
 
@@ -109,9 +109,19 @@ class Ledger(Protocol):
     async def close(self) -> None: ...
 
 
+def commit_kind(job_ledger: JobLedger) -> str | None:
+    """What the job ledger's writes are, for telemetry: `sqlite`, `postgres`, a custom
+    ledger's class name, or None for `MemoryLedger`'s, which write nothing."""
+    kind: str | None = getattr(job_ledger, "commit_kind", type(job_ledger).__name__)
+    return kind
+
+
 class MemoryJobLedger:
     """One job's records, in memory only: nothing outlives the process, so in-flight batches
     need no record and there is no crash to recover from."""
+
+    #: What its writes are, for telemetry (`commit_kind`): none, they are in memory.
+    commit_kind: ClassVar[str | None] = None
 
     def __init__(self, job_id: str) -> None:
         self._job_id = job_id

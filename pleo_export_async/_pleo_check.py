@@ -10,8 +10,9 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from . import _codec
 from ._core._pleo_results import item_shows_update, update_behind_result
 from ._core._tracker import ItemTracker
-from ._ledger import JobLedger
+from ._ledger import JobLedger, commit_kind
 from ._models import ExportJobItem, ItemUpdate
+from ._telemetry import Telemetry
 
 logger = logging.getLogger("pleo_export_async")
 
@@ -56,12 +57,15 @@ def refusals_to_recheck(tracker: ItemTracker) -> dict[str, ItemUpdate]:
 
 
 async def record_found(
-    job_ledger: JobLedger, tracker: ItemTracker, held: Sequence[ItemUpdate]
+    job_ledger: JobLedger, tracker: ItemTracker, held: Sequence[ItemUpdate], telemetry: Telemetry
 ) -> None:
     """Pleo was found to hold these updates: record them as acknowledged, durably."""
     if not held:
         return
     body = _codec.encode_item_updates(held)
     batch = tracker.record_landed(held)
-    await job_ledger.record_in_flight(batch, body)
-    await job_ledger.record_acknowledged(batch)
+    kind = commit_kind(job_ledger)
+    with telemetry.ledger_commit(kind, "in_flight"):
+        await job_ledger.record_in_flight(batch, body)
+    with telemetry.ledger_commit(kind, "acknowledged"):
+        await job_ledger.record_acknowledged(batch)

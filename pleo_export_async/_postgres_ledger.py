@@ -39,7 +39,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _codec
 from ._checks import is_int, is_number
@@ -88,6 +88,8 @@ def _asyncpg() -> ModuleType:
 class PostgresJobLedger:
     """One job's records in a `PostgresLedger`: served from memory, written through to the
     database before use, and worked by this worker only while it holds the job's lease."""
+
+    commit_kind: ClassVar[str | None] = "postgres"
 
     def __init__(self, ledger: PostgresLedger, job_id: str) -> None:
         self._ledger = ledger

@@ -21,10 +21,11 @@ from . import _checks
 from ._enums import ItemFailureReasonType, ItemStatus, JobStatus
 from ._errors import InvalidInput, JobFinished
 from ._export_items import ExportItem
-from ._job import JobRun
+from ._job import JobRun, outcome_attributes
 from ._ledger import Ledger
 from ._models import ExportJob, ItemUpdate
 from ._report import CompletionOutcome, ProgressCallback
+from ._telemetry import NOTHING, JobOperation
 
 logger = logging.getLogger("pleo_export_async")
 
@@ -65,10 +66,16 @@ async def process_job(
     _checks.async_function("handler", handler, of="an ExportItem")
     _checks.whole_number("concurrency", concurrency, low=1)
     run = client.job(job_id, ledger=ledger, wait=wait)
-    # Held throughout, so that no other worker starts the job, or calls its own handler on an
-    # item, while this one works it.
-    async with run.hold():
-        return await process_held_job(run, handler, concurrency, stop, on_progress)
+    with job_operation(run) as operation:
+        # Held throughout, so that no other worker starts the job, or calls its own handler on
+        # an item, while this one works it.
+        async with run.hold():
+            return await process_held_job(run, handler, concurrency, stop, on_progress, operation)
+
+
+def job_operation(run: JobRun) -> JobOperation:
+    """The `pleo.process_job` span of the run's job, and its `pleo.export.job.duration`."""
+    return run._telemetry.operation("pleo.process_job", run.job_id, timed=True)
 
 
 async def process_held_job(
@@ -77,13 +84,36 @@ async def process_held_job(
     concurrency: int,
     stop: asyncio.Event | None,
     on_progress: ProgressCallback | None,
+    operation: JobOperation = NOTHING,
 ) -> CompletionOutcome | None:
-    """`process_job` for a run whose caller holds the job (`run.hold()`), arguments checked."""
+    """`process_job` for a run whose caller holds the job (`run.hold()`), arguments checked;
+    what it did goes on `operation` (from `job_operation`)."""
+    outcome = await _process_held_job(run, handler, concurrency, stop, on_progress, operation)
+    if outcome is None:
+        operation.outcome("stopped")
+        operation.set("pleo.job.stopped", True)
+    else:
+        operation.outcome(outcome.event.value)
+        if operation.recording:
+            operation.set_many(outcome_attributes(outcome))
+    return outcome
+
+
+async def _process_held_job(
+    run: JobRun,
+    handler: Handler,
+    concurrency: int,
+    stop: asyncio.Event | None,
+    on_progress: ProgressCallback | None,
+    operation: JobOperation,
+) -> CompletionOutcome | None:
     job_id = run.job_id
     recorded = await run.recorded_outcome()
     if recorded is not None:
         return recorded  # this ledger's last run closed it: nothing is sent
-    status = (await run.fetch()).status
+    job = await run.fetch()
+    operation.set("pleo.company.id", job.company_id)
+    status = job.status
     if status == JobStatus.PENDING:
         if stop is not None and stop.is_set():
             return None  # told to stop before the job was taken: it stays pending (R21)
@@ -108,7 +138,7 @@ async def process_held_job(
     await run.take_in_what_pleo_holds(settled_at_pleo)
     stopped = stop if stop is not None else asyncio.Event()
     if needed:
-        results = _results(run, needed, handler, concurrency, stopped)
+        results = _results(run, needed, handler, concurrency, stopped, operation)
         report = await run.update(results, on_progress=on_progress)
         if report.unacknowledged and not stopped.is_set():
             # Their retries ran out in that call: one more round before giving up on them.
@@ -132,6 +162,7 @@ async def _results(
     handler: Handler,
     concurrency: int,
     stop: asyncio.Event,
+    operation: JobOperation,
 ) -> AsyncIterator[ItemUpdate]:
     """The handler's result for each needed item, in the order they are ready.
 
@@ -145,12 +176,16 @@ async def _results(
     ready: asyncio.Queue[ItemUpdate | _End] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     refused: list[InvalidInput] = []
+    telemetry = run._telemetry
 
     async def handle(item: ExportItem) -> None:
         if refused:
             return  # a plain function may have done its ERP work already: not one call more
         try:
-            result = await _result_of(run.job_id, handler, item)
+            with telemetry.handler_call(
+                operation, run.job_id, item.accounting_entry_id
+            ) as recorder:
+                result = await _result_of(run.job_id, handler, item, recorder)
         except InvalidInput as refusal:
             refused.append(refusal)
             ready.put_nowait(_End(refusal))
@@ -217,8 +252,15 @@ async def _results(
         await asyncio.gather(feeding, return_exceptions=True)
 
 
-async def _result_of(job_id: str, handler: Handler, item: ExportItem) -> ItemUpdate:
-    """The handler's update for the item, or a `failed` one saying what went wrong with it.
+class _Recorder(Protocol):
+    def outcome(self, outcome: str) -> None: ...
+
+
+async def _result_of(
+    job_id: str, handler: Handler, item: ExportItem, recorder: _Recorder
+) -> ItemUpdate:
+    """The handler's update for the item, or a `failed` one saying what went wrong with it;
+    `recorder` is told which (`successful`, `failed`, or `error` when the library failed it).
 
     Raises `InvalidInput` when the call gives no awaitable: the handler is not an async
     function, and what it returned says nothing of the item that can be trusted."""
@@ -241,6 +283,7 @@ async def _result_of(job_id: str, handler: Handler, item: ExportItem) -> ItemUpd
     if result.accounting_entry_id != entry_id:
         logger.error("the handler returned an update for another item", extra=extra)
         return _failed(entry_id, "the connector returned the result of another item")
+    recorder.outcome(result.status.value)
     return result
 
 

@@ -17,7 +17,7 @@ from ._enums import JobStatus
 from ._errors import InvalidInput, JobFinished, JobLeased, PleoExportError
 from ._ledger import Ledger
 from ._models import ExportJob
-from ._process_job import Handler, JobSource, process_held_job
+from ._process_job import Handler, JobSource, job_operation, process_held_job
 from ._report import CompletionOutcome
 
 logger = logging.getLogger("pleo_export_async")
@@ -117,10 +117,13 @@ async def run_pending(
     async def work_job_watched(job_id: str) -> bool:
         run = client.job(job_id, ledger=ledger, wait=False)
         try:
-            async with run.hold():
-                if await run.recorded_outcome() is not None:
-                    return True  # closed by another worker between its listing and our turn
-                outcome = await process_held_job(run, handler, concurrency, stopped, None)
+            with job_operation(run) as operation:
+                async with run.hold():
+                    if await run.recorded_outcome() is not None:
+                        return True  # closed by another worker between its listing and our turn
+                    outcome = await process_held_job(
+                        run, handler, concurrency, stopped, None, operation
+                    )
         except InvalidInput as error:
             # The arguments were checked up front: what is left is the handler's first call.
             refused.append(error)

@@ -35,7 +35,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -98,6 +98,7 @@ class _Write:
 
 
 class SqliteJobLedger(MemoryJobLedger):
+    commit_kind: ClassVar[str | None] = "sqlite"
     """One job's records: served from memory, written through to the file before use."""
 
     def __init__(self, ledger: SqliteLedger, job_id: str) -> None:

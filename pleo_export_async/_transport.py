@@ -47,6 +47,7 @@ from ._errors import (
     TransportError,
 )
 from ._retry import RetryPolicy
+from ._telemetry import Attempt, Attributes, Telemetry
 from ._version import __version__
 
 logger = logging.getLogger("pleo_export_async")
@@ -70,6 +71,9 @@ class Response:
     credential_generation: int  # of the credential this attempt was sent with
     attempts: int = 1
     retry_causes: Mapping[str, int] = attrs.field(factory=dict)  # failed attempts by cause
+    #: The span of the attempt that got this answer, left open for the caller to add what the
+    #: answer settled and close (`request(keep_span=True)`, while traced); else None.
+    attempt: Attempt | None = attrs.field(default=None, eq=False, repr=False)
 
     def json(self) -> Any:
         return _codec.loads(self.body) if self.body else None
@@ -142,6 +146,13 @@ class _Call:
     causes: Counter[str] | None = None  # made at the first failure: most calls have none
     #: The failure of the attempt made before backoff took over, for backoff to begin from.
     replay: _Retryable | None = None
+    #: Attributes of each attempt's span (`pleo.batch.size`), and whether the last one's span
+    #: is left open for the caller (`Response.attempt`).
+    span_attributes: Attributes | None = None
+    keep_span: bool = False
+    open_attempt: Attempt | None = None
+    #: The telemetry of the attempt on the wire (None while nothing is reported).
+    attempt: Attempt | None = None
     #: `time.monotonic()` at the first attempt, taken only while the client has had no answer
     #: (the only time it is read); unset otherwise, so that most calls pay nothing for it.
     started: float = attrs.field(init=False)
@@ -174,6 +185,10 @@ class RetryAfterGate:
         loop = asyncio.get_running_loop()
         self._resume_at = max(self._resume_at, loop.time() + seconds)
 
+    def remaining(self) -> float:
+        """Seconds until the pause is over (0 or less once it is)."""
+        return self._resume_at - asyncio.get_running_loop().time()
+
     @property
     def paused(self) -> bool:
         """Whether a pause was asked for that `wait` has not yet seen end."""
@@ -196,8 +211,11 @@ class Transport:
         max_concurrency: int,
         timeout: float,
         retry: RetryPolicy,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.base_url = base_url
+        self.telemetry = telemetry if telemetry is not None else Telemetry(base_url)
+        self.telemetry.in_flight = self._in_flight_now
         self.credential = credential
         self.retry = retry
         self.timeout = timeout
@@ -220,6 +238,9 @@ class Transport:
             give_up=_gives_up,
             wait_at_most=_wait_at_most,
         )(self._attempt_call)
+
+    def _in_flight_now(self) -> int:
+        return self._in_flight
 
     async def open(self) -> None:
         if self._session is None:
@@ -255,13 +276,25 @@ class Transport:
         params: Mapping[str, str | list[str]] | None = None,
         log_extra: Mapping[str, object] | None = None,
         guard: Callable[[], Awaitable[None]] | None = None,
+        span_attributes: Attributes | None = None,
+        keep_span: bool = False,
     ) -> Response:
         """Send until the answer is not transient, the retry budget is spent, or a 401 persists
         after one refresh of the credential. Raises `TransportError` when no answer came at all.
 
-        `guard` is awaited right before each attempt is sent; what it raises ends the request."""
+        `guard` is awaited right before each attempt is sent; what it raises ends the request.
+        `span_attributes` go on each attempt's span; with `keep_span`, the span of the attempt
+        that answered is left open in `Response.attempt` (while traced), for the caller to close."""
         call = _Call(
-            method, path, body, params, log_extra or {}, guard, getattr(guard, "at_the_wire", None)
+            method,
+            path,
+            body,
+            params,
+            log_extra or {},
+            guard,
+            getattr(guard, "at_the_wire", None),
+            span_attributes=span_attributes,
+            keep_span=keep_span,
         )
         refreshed = False
         while True:
@@ -276,8 +309,12 @@ class Transport:
                 response = exhausted.response
             if response.status == 401 and not refreshed and self.credential.refreshable:
                 refreshed = True
+                if call.open_attempt is not None:
+                    call.open_attempt.close()
+                    call.open_attempt = None
                 call.count_failure("http_401_refresh")
                 self._retries_by_cause["http_401_refresh"] += 1
+                self.telemetry.retry("http_401_refresh", call.attempts, 0.0)
                 await self.credential.refresh(self.session, response.credential_generation)
                 continue
             if call.causes is None:
@@ -322,6 +359,7 @@ class Transport:
         failure: _Retryable = details["exception"]
         call.count_failure(failure.cause)
         self._retries_by_cause[failure.cause] += 1
+        self.telemetry.retry(failure.cause, details["tries"], details["wait"])
         logger.warning(
             "%s %s: %s; retrying in %.2fs",
             call.method,
@@ -344,6 +382,7 @@ class Transport:
             await credential.refresh(session, credential.generation)
         async with self._semaphore:
             if self._gate.paused:
+                self.telemetry.retry_after_wait(self._gate.remaining())
                 await self._gate.wait()
             while True:
                 if call.guard is not None:
@@ -352,20 +391,38 @@ class Transport:
                 self._in_flight += 1
                 if self._in_flight > self._max_in_flight:
                     self._max_in_flight = self._in_flight
+                call.attempt = attempt = self.telemetry.attempt(
+                    call.method, call.path, call.attempts - 1, call.span_attributes
+                )
                 try:
-                    return await self._send_once(session, call)
+                    response = await self._send_once(session, call)
                 except _StoppedAtTheWire:
                     self._requests -= 1  # nothing left: the guard decides again
+                    if attempt is not None:
+                        attempt.held_back()
                 except _Retryable as failure:
                     if failure.unreachable and not self._answered:
                         _limit_first_contact(call, failure)
                     raise
+                except BaseException as error:
+                    if attempt is not None:
+                        attempt.failed(error)
+                    raise
+                else:
+                    if attempt is not None and call.keep_span:
+                        # The answer carries the attempt (`_send_once`): its span stays open.
+                        call.open_attempt = attempt.keep_open()
+                        attempt = None
+                    return response
                 finally:
                     self._in_flight -= 1
+                    if attempt is not None:
+                        attempt.end()
 
     async def _send_once(self, session: aiohttp.ClientSession, call: _Call) -> Response:
         """One attempt on the wire: the answer, or `_Retryable` for a transient failure, or
         `_StoppedAtTheWire` when the call's `at_the_wire` check held the body back."""
+        attempt = call.attempt
         generation = self.credential.generation
         headers = {"Authorization": self.credential.authorization()}
         data: bytes | _CheckedBody | None = call.body
@@ -386,18 +443,30 @@ class Transport:
                 ) as http_response,
             ):
                 status = http_response.status
+                if attempt is not None:
+                    attempt.answered(status)
                 self._answered = True
                 content = await http_response.read()
                 retry_after = retry_after_seconds(http_response.headers.get("Retry-After"))
-        except TimeoutError:
+        except TimeoutError as error:
+            if attempt is not None:
+                attempt.failed(error)
             raise _Retryable(
                 "timeout", None, f"{self._peer}: no answer within {self.timeout:g}s"
             ) from None
         except aiohttp.ClientError as error:
             if isinstance(data, _CheckedBody) and data.held_back:
                 raise _StoppedAtTheWire from None
+            if attempt is not None:
+                attempt.failed(error)
             raise _connection_failure(error, self._peer) from None
-        response = Response(status, content, retry_after, generation)
+        response = Response(
+            status,
+            content,
+            retry_after,
+            generation,
+            attempt=attempt if call.keep_span else None,
+        )
         if classify_status(status) is Disposition.RETRY:
             if retry_after is not None:
                 self._gate.pause(min(retry_after, self.retry.max_elapsed))

@@ -28,7 +28,7 @@ from ._errors import (
     UnexpectedResponse,
 )
 from ._job_state import RunState
-from ._ledger import JobLedger
+from ._ledger import JobLedger, commit_kind
 from ._models import ItemUpdate
 from ._report import Progress, ProgressCallback, Rejection, UpdateReport
 from ._transport import Response, Transport, raise_for_response
@@ -109,6 +109,8 @@ class _UpdateCall:
         self._tracker = tracker
         self._transport = engine.transport
         self._guard = job_ledger.sending_guard(self._transport.timeout)
+        self._telemetry = engine.transport.telemetry
+        self._commit_kind = commit_kind(job_ledger)
         # A collection was checked whole before the call (`_check_collection`).
         self._call: CallRecord = tracker.begin_call(checked=isinstance(updates, Collection))
         self._on_progress = on_progress
@@ -146,6 +148,9 @@ class _UpdateCall:
                 "not sent: the update call stopped" if self._stop else "not sent: cancelled"
             )
         report = self._report()
+        self._telemetry.items(
+            {"skipped": len(report.skipped), "unacknowledged": len(report.unacknowledged)}
+        )
         if self._stop is not None:
             _attach_report(self._stop, report)
             raise self._stop
@@ -240,19 +245,48 @@ class _UpdateCall:
         tracker.mark_sent(batch)
         assert batch.updates is not None
         body = _codec.encode_item_updates(batch.updates)
-        await self._job_ledger.record_in_flight(batch, body)
-        extra = {"job_id": self._job_id, "batch_size": len(batch.ids)}
+        telemetry = self._telemetry
+        with telemetry.ledger_commit(self._commit_kind, "in_flight"):
+            await self._job_ledger.record_in_flight(batch, body)
+        size = len(batch.ids)
+        extra = {"job_id": self._job_id, "batch_size": size}
         try:
             response = await self._transport.request(
-                "PUT", self._items_path, body=body, log_extra=extra, guard=self._guard
+                "PUT",
+                self._items_path,
+                body=body,
+                log_extra=extra,
+                guard=self._guard,
+                span_attributes={"pleo.batch.size": size},
+                keep_span=True,
             )
         except TransportError as error:
             self._count(error.attempts, None)
+            telemetry.batch("no_answer")
             raise  # the worker gives the batch up and stops the call, as for any PleoExportError
         self._count(response.attempts, response.retry_causes)
         if response.status == 200:
-            await self._settle(batch, response)
-        elif response.status == 413:
+            telemetry.batch("answered")
+            attempt = response.attempt
+            if attempt is None:
+                await self._settle(batch, response)
+            else:
+                try:
+                    acknowledged, rejected = self._acknowledged, self._rejected
+                    await self._settle(batch, response)
+                    attempt.add(
+                        {
+                            "pleo.items.acknowledged": self._acknowledged - acknowledged,
+                            "pleo.items.rejected": self._rejected - rejected,
+                        }
+                    )
+                finally:
+                    attempt.close()
+            return
+        if response.attempt is not None:
+            response.attempt.close()
+        if response.status == 413:
+            telemetry.batch("split")
             # Pleo's limit is lower than our batch size: halve it, send these again (R8).
             smaller = self._engine.shrink_after_413(len(batch.ids))
             tracker.send_again_later(batch)
@@ -263,6 +297,7 @@ class _UpdateCall:
                 extra={**extra, "status": 413},
             )
         else:
+            telemetry.batch("refused")
             tracker.give_up(batch, f"HTTP {response.status}")
             self._stop_with(self._error_for(response))
 
@@ -281,8 +316,16 @@ class _UpdateCall:
                 extra={"job_id": job_id},
             )
         outcome = tracker.reconcile(batch, answer.acknowledged_ids, answer.errors)
+        self._telemetry.items(
+            {
+                "acknowledged": outcome.acknowledged,
+                "rejected": len(outcome.rejected),
+                "resent": outcome.requeued,
+            }
+        )
         if outcome.acknowledged:
-            await self._job_ledger.record_acknowledged(batch)
+            with self._telemetry.ledger_commit(self._commit_kind, "acknowledged"):
+                await self._job_ledger.record_acknowledged(batch)
         if outcome.unexpected_ids:
             logger.warning(
                 "PUT items: response names %d ID(s) that were not in the request; ignored: %s",
