@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import postgres_cluster
+import prometheus_server
 from pleo_export_async.testing import FakePleo, instant_retries
 
 pytest_plugins = ["busy_loops"]  # PLEO_BUSY_LOOPS: the tests beside CPU hogs, `make loaded`
@@ -63,3 +64,29 @@ async def postgres_schema(postgres_dsn: str) -> AsyncIterator[str]:
         await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     finally:
         await connection.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[tuple[str, Path]]:
+    """A real Prometheus server: its URL and the file of targets it scrapes every second.
+    PLEO_TEST_PROMETHEUS_URL's and PLEO_TEST_PROMETHEUS_TARGETS's (`.ci/run` starts one), or
+    one started for this session and stopped after it."""
+    url, targets = (
+        os.environ.get("PLEO_TEST_PROMETHEUS_URL"),
+        os.environ.get("PLEO_TEST_PROMETHEUS_TARGETS"),
+    )
+    if url and targets:
+        yield url, Path(targets)
+        prometheus_server.write_targets(Path(targets), [])
+        return
+    directory = Path(tempfile.mkdtemp(prefix="pleo-test-prometheus-"))
+    try:
+        started = prometheus_server.start(directory)
+    except prometheus_server.PrometheusUnavailable as unavailable:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.fail(str(unavailable), pytrace=False)
+    try:
+        yield started
+    finally:
+        prometheus_server.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -38,6 +38,7 @@ from ._command import base_url_options, chosen_base_url, client_for, run, settin
 from ._output import ExitCode
 
 if TYPE_CHECKING:
+    from pleo_export_async._serve._metrics import PrometheusMetrics
     from pleo_export_async._serve._service import ConnectorService
 
 _DSN_SCHEMES = ("postgresql://", "postgres://")
@@ -183,6 +184,11 @@ def _token_store_of(ledger: Ledger | None) -> TokenStore | None:
     help="Where to serve POST /webhooks/pleo, GET /healthz and GET /readyz (port 0: any).",
 )
 @click.option(
+    "--metrics",
+    is_flag=True,
+    help="Serve GET /metrics for Prometheus on the --listen address (OpenTelemetry's metrics).",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(min=0),
     default=25.0,
@@ -202,6 +208,7 @@ def serve(
     concurrency: int,
     poll_interval: float,
     listen: str,
+    metrics: bool,
     grace: float,
 ) -> None:
     """Run the connector as a service: work every open export job with the handler
@@ -223,6 +230,7 @@ def serve(
     output = settings.output
     ledger, ledger_text = _open_ledger(ledger_spec, ledger_schema)
     token_store = _token_store_of(ledger)
+    prometheus = _prometheus_metrics() if metrics else None
 
     async def work() -> ExitCode:
         from pleo_export_async._serve._service import WEBHOOK_PATH, ConnectorService
@@ -250,17 +258,22 @@ def serve(
                     poll_interval=poll_interval,
                     grace=grace,
                     webhook_secret=secret,
+                    metrics=prometheus,
                 )
             except ValueError as error:
                 output.error(f"PLEO_WEBHOOK_SECRET: {error}")
                 return ExitCode.BAD_INPUT
             signals.drain(service)
 
+            if prometheus is not None:
+                stack.callback(prometheus.shutdown)
+
             def listening(bound_host: str, bound_port: int) -> None:
                 webhooks = f"webhooks at {WEBHOOK_PATH}" if secret else "no webhooks (polling)"
+                probes = "/healthz, /readyz" + (", /metrics" if prometheus else "")
                 output.note(
-                    f"serving on http://{bound_host}:{bound_port} ({webhooks}; /healthz, "
-                    f"/readyz); ledger: {ledger_text}; SIGTERM drains"
+                    f"serving on http://{bound_host}:{bound_port} ({webhooks}; {probes}); "
+                    f"ledger: {ledger_text}; SIGTERM drains"
                 )
 
             report = await service.serve(host, port, on_listening=listening)
@@ -268,6 +281,15 @@ def serve(
         return ExitCode.DONE
 
     run(settings, work())
+
+
+def _prometheus_metrics() -> PrometheusMetrics:
+    from pleo_export_async._serve._metrics import PrometheusMetrics
+
+    try:
+        return PrometheusMetrics()
+    except ImportError as missing:
+        raise click.UsageError(str(missing)) from None
 
 
 class _Signals:

@@ -12,6 +12,7 @@ HTTP, on the service's address:
 * `GET /healthz`: 200 while the worker loop runs.
 * `GET /readyz`: 200 once a listing of the jobs succeeded, while the last one did and was
   recent, and while the ledger answers; 503 before that and while draining.
+* `GET /metrics` (only with `metrics=`): the metrics for a Prometheus scrape (`_metrics`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pleo_export_async._process_job import Handler, JobSource
 from pleo_export_async._report import CompletionOutcome
 from pleo_export_async._run_pending import run_pending
 
+from ._metrics import METRICS_PATH, PrometheusMetrics
 from ._notifications import MAX_BODY_BYTES, NotificationCheck, Refused
 
 logger = logging.getLogger("pleo_export_async")
@@ -80,8 +82,10 @@ class ConnectorService:
         poll_interval: float = 30.0,
         grace: float = 25.0,
         webhook_secret: str | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics
         self._handler = handler
         self._ledger = ledger
         self._company_ids = tuple(company_ids)
@@ -129,6 +133,8 @@ class ConnectorService:
         app.router.add_get("/readyz", self._readyz)
         if self._check is not None:
             app.router.add_post(WEBHOOK_PATH, self._webhook)
+        if self._metrics is not None:
+            app.router.add_get(METRICS_PATH, self._metrics.handle)
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:
