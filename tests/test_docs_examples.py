@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -55,6 +56,8 @@ EXPECTED_OUTPUT = {
         "20 requests, at most 16 in flight",
     ],
     "replicas.py": ["6 jobs, final events applied per job: {1}"],
+    "json_logs.py": ['"message": "export job closed with completed_with_errors"'],
+    "prometheus_app.py": ["pleo_export_items_total 150.0", "pleo_export_jobs_total 1.0"],
 }
 # These need a PostgreSQL database (PLEO_POSTGRES_DSN), which the `postgres_dsn` fixture gives.
 NEEDS_POSTGRES = {"replicas.py"}
@@ -119,6 +122,33 @@ async def test_the_replicas_example_runs_against_the_fake_and_postgres(
         PLEO_POSTGRES_DSN=postgres_dsn,
         PLEO_POSTGRES_SCHEMA=postgres_schema,
     )
+
+
+def test_the_json_logs_example_prints_json_lines_with_job_ids(tmp_path: Path) -> None:
+    """Each line docs/examples/json_logs.py prints is a JSON object with a time, a level, the
+    library's logger, a message and a `job_id`: the retry's and the failed item's among them."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "json_logs.py")],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 3, result.stdout
+    for line in lines:
+        assert {"time", "level", "logger", "message", "job_id"} <= set(line), line
+        assert line["logger"] == "pleo_export_async"
+    levels = {line["level"]: line for line in lines}
+    assert set(levels) == {"ERROR", "WARNING", "INFO"}
+    assert "accounting_entry_id" in levels["ERROR"]
+    assert "ConnectionResetError: the ERP hung up" in levels["ERROR"]["exception"]
+    assert levels["WARNING"]["attempt"] == 1
+    assert levels["WARNING"]["status"] == "connection_error"
+    assert levels["INFO"]["event"] == "completed_with_errors"
 
 
 def test_the_pages_quote_the_output_the_examples_print() -> None:
