@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+from prometheus_client import parser
+from prometheus_client.openmetrics import parser as openmetrics
 from test_serve import Served, completed, serving
 
 import prometheus_server
 from helpers import wait_until
 from pleo_export_async.testing import FakePleo, Faults, FaultSpec
-
-pytest.importorskip("opentelemetry.sdk")
-pytest.importorskip("opentelemetry.exporter.prometheus")
-parser = pytest.importorskip("prometheus_client.parser")
 
 ITEMS = "pleo_export_items_total"
 JOBS = "pleo_export_jobs_total"
@@ -111,7 +108,6 @@ async def test_an_openmetrics_scraper_gets_openmetrics() -> None:
         text, content_type = await scrape(served, "application/openmetrics-text; version=1.0.0")
         assert await served.signal_and_wait() == 0
     assert content_type.startswith("application/openmetrics-text")
-    from prometheus_client.openmetrics import parser as openmetrics
 
     assert list(openmetrics.text_string_to_metric_families(text))  # type: ignore[no-untyped-call]
 
