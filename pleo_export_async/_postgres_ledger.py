@@ -107,6 +107,12 @@ class PostgresJobLedger:
         self.lost: str | None = None  # why the lease held now was lost
         self.renewing = asyncio.Lock()
         self.renewal: asyncio.Task[None] | None = None
+        #: Writes of acknowledgements that the worker did not wait for (`record_acknowledged`).
+        self._acknowledging: set[asyncio.Future[None]] = set()
+        #: Why one of them did not land: raised once, by the job's next write or the end of the
+        #: turn; the job's next turn then reads it again from the database, where that batch is
+        #: in flight, and the run reconciles it with Pleo (as after a crash).
+        self._unrecorded: LedgerError | None = None
 
     def __repr__(self) -> str:
         held = "held" if self.fence is not None else "not held"
@@ -166,25 +172,121 @@ class PostgresJobLedger:
         return LeaseLost(self._job_id, self.lost)
 
     async def record_in_flight(self, batch: Batch, body: bytes) -> None:
+        """Write the batch's row before it is sent, while this worker holds the lease. Raises
+        `LeaseLost` if it does not, `LedgerError` if the write fails or an earlier
+        acknowledgement of the job did not land."""
+        self._raise_if_unrecorded()
         key = await self._ledger._fenced(self, "in_flight", body)
         batch.durable_key = key
 
     async def record_acknowledged(self, batch: Batch) -> None:
+        """Hand the acknowledgement to the ledger's writer, and return without waiting for it:
+        the worker sends its next batch meanwhile, a round trip less on each batch's way. The
+        event's intent and the end of the turn wait for it; a crash before it lands leaves the
+        batch in flight, which the next run reconciles with Pleo (R13). Raises `LedgerError` if
+        an earlier acknowledgement of the job did not land."""
         # Not fenced: that Pleo acknowledged the batch is true whoever holds the lease now.
         assert batch.durable_key is not None, "a batch is recorded in flight before its answer"
-        await self._ledger._execute("acknowledged", batch.durable_key, acknowledged_text(batch))
+        self._raise_if_unrecorded()
+        written = self._ledger._acknowledgements.write(batch.durable_key, acknowledged_text(batch))
+        self._acknowledging.add(written)
+        written.add_done_callback(self._acknowledgement_written)
         settle_in_flight(self._in_flight_at_open, batch)
 
+    def _acknowledgement_written(self, written: asyncio.Future[None]) -> None:
+        self._acknowledging.discard(written)
+        self._note_unrecorded(written)
+
+    def _note_unrecorded(self, written: asyncio.Future[None]) -> None:
+        error = None if written.cancelled() else written.exception()
+        if error is not None and self._unrecorded is None:
+            self._unrecorded = (
+                error
+                if isinstance(error, LedgerError)
+                else self._ledger._failure("cannot write the ledger (acknowledged)", error)
+            )
+
+    def _raise_if_unrecorded(self) -> None:
+        # A write that has just failed is done at once, its callback runs a turn later.
+        for written in self._acknowledging:
+            if written.done():
+                self._note_unrecorded(written)
+        unrecorded, self._unrecorded = self._unrecorded, None
+        if unrecorded is not None:
+            self._known_fence = -1  # the memory is ahead of the database: read it again
+            raise LedgerError(
+                f"an acknowledgement of job {self._job_id} was not recorded ({unrecorded})"
+            )
+
+    async def acknowledgements_written(self) -> None:
+        """Wait for the acknowledgements on their way (they go on if the waiter is cancelled).
+        Raises `LedgerError` if one of them did not land."""
+        if self._acknowledging:
+            await asyncio.wait(list(self._acknowledging))
+        self._raise_if_unrecorded()
+
     async def record_event_intent(self, request: JobEventRequest) -> None:
+        # Never an event past an acknowledgement that did not land: the intent's row may be
+        # written on another connection, before them.
+        await self.acknowledgements_written()
         await self._ledger._fenced(self, "intent", _codec.encode(request))
         self._final_event = FinalEventRecord(request)
 
     async def record_event_delivered(self, outcome: CompletionOutcome) -> None:
         assert self._final_event is not None, "the intent is recorded before the event is sent"
+        self._raise_if_unrecorded()
         await self._ledger._deliver(self._job_id, _codec.encode(outcome))
         self._final_event = FinalEventRecord(self._final_event.request, outcome)
         self._in_flight_at_open = {}
         self._acknowledgements.forget()
+
+
+class _AcknowledgementWriter:
+    """Writes the acknowledgements of a ledger's jobs in groups, one statement on its way at a
+    time: each takes every acknowledgement handed over while the one before was being written.
+    When a worker's answers come back together, as they do under load, their acknowledgements
+    cost the event loop one round trip instead of one each."""
+
+    def __init__(self, ledger: PostgresLedger) -> None:
+        self._ledger = ledger
+        self._queued: list[tuple[int, str, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    def write(self, batch_key: int, acknowledged: str) -> asyncio.Future[None]:
+        """Queue a batch's acknowledgement; the future is done once it is written (or raises
+        the `LedgerError` of its group's statement)."""
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._queued.append((batch_key, acknowledged, written))
+        if self._writing is None:
+            self._writing = loop.create_task(
+                self._write_queued(), name=f"acknowledgements of {self._ledger!r}"
+            )
+        return written
+
+    async def _write_queued(self) -> None:
+        group: list[tuple[int, str, asyncio.Future[None]]] = []
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                try:
+                    await self._ledger._execute(
+                        "acknowledged", [key for key, _, _ in group], [text for _, text, _ in group]
+                    )
+                except LedgerError as error:
+                    for _, _, written in group:
+                        written.set_exception(error)
+                else:
+                    for _, _, written in group:
+                        written.set_result(None)
+                group = []
+        finally:
+            self._writing = None
+            # Cancelled (the loop is closing): what was not written stays in flight, for the
+            # next run to reconcile.
+            for _, _, written in (*group, *self._queued):
+                written.cancel()
+            self._queued = []
 
 
 async def _nothing_more_to_reset(connection: asyncpg.Connection) -> None:
@@ -271,7 +373,14 @@ class _LeaseTurn:
     ) -> None:
         job = self._job
         try:
-            await job._ledger._give_back(job)
+            # The acknowledgements land before the lease goes: the next holder reads them.
+            try:
+                await job.acknowledgements_written()
+            except LedgerError:
+                if exc is None:
+                    raise
+            finally:
+                await job._ledger._give_back(job)
         finally:
             job._local_turn.release()
 
@@ -334,6 +443,7 @@ class PostgresLedger:
         self._listener: asyncpg.Connection | None = None
         self._released: dict[str, asyncio.Event] = {}  # job ID -> set when its lease is let go
         self._jobs: dict[str, PostgresJobLedger] = {}
+        self._acknowledgements = _AcknowledgementWriter(self)
         self._open_lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
         self._closed = False
@@ -392,6 +502,10 @@ class PostgresLedger:
         a lease it cannot give back expires by itself."""
         self._closed = True
         for job in self._jobs.values():
+            try:
+                await job.acknowledgements_written()
+            except LedgerError as error:
+                logger.warning("ledger: closed with %s; reconciled with Pleo on resuming", error)
             if job.fence is not None:
                 await self._give_back(job)
         if self._listener is not None:

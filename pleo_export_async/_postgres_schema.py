@@ -67,7 +67,11 @@ SQL = {
     "in_flight": (
         "INSERT INTO {s}.batch (job_id, updates) SELECT $1, $2 WHERE " + _HELD + " RETURNING id"
     ),
-    "acknowledged": "INSERT INTO {s}.acknowledgement (batch_id, acknowledged) VALUES ($1, $2)",
+    # The acknowledgements of several batches (of any jobs), in one statement.
+    "acknowledged": (
+        "INSERT INTO {s}.acknowledgement (batch_id, acknowledged)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[])"
+    ),
     "intent": (
         "INSERT INTO {s}.final_event AS event (job_id, request, outcome)"
         " SELECT $1, $2, NULL WHERE " + _HELD + " ON CONFLICT (job_id) DO UPDATE"

@@ -33,6 +33,8 @@ Spans (each a name, its kind, where it is made, and its attributes):
   `pleo.process_job` span and current while the handler runs. `pleo.job.id`,
   `pleo.accounting_entry.id`, `pleo.handler.outcome`.
 * `pleo.ledger.commit`, INTERNAL: each write of a durable ledger (none for `MemoryLedger`).
+  For `acknowledged` it is the handing over: both durable ledgers write an acknowledgement
+  without the worker waiting (SQLite at the end of the loop's turn, PostgreSQL in groups).
   `pleo.ledger.kind` (`sqlite`, `postgres`, or a custom ledger's class name),
   `pleo.ledger.operation` (`in_flight`, `acknowledged`, `event_intent`, `event_delivered`).
 * `pleo.lease.wait`, INTERNAL: taking a job's lease at a `PostgresLedger`. `pleo.job.id`,

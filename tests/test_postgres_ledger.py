@@ -17,10 +17,12 @@ import asyncpg
 import pytest
 
 from batching import new_tracker, planned
+from helpers import client_for, successful_updates
 from pleo_export_async import InvalidInput, ItemUpdate, LedgerError, PostgresLedger
 from pleo_export_async._codec import encode_item_updates
 from pleo_export_async._company_turns import CompanyBusy
 from pleo_export_async._postgres_schema import APPLICATION, SCHEMA_VERSION
+from pleo_export_async.testing import FakePleo
 
 JOB_A = "11111111-1111-4111-8111-111111111111"
 JOB_IDS = [f"33333333-3333-4333-8333-{n:012d}" for n in range(4)]
@@ -290,3 +292,128 @@ def test_bad_arguments_are_refused_before_any_connection(
     assert raised.value.field == field
     assert str(raised.value).startswith(f"{field}=")
     assert PASSWORD not in str(raised.value)
+
+
+async def slow_acknowledgements(dsn: str, schema: str, seconds: float) -> None:
+    """Each acknowledgement's INSERT takes `seconds` in the database (a trigger sleeps)."""
+    await execute(
+        dsn,
+        f"CREATE FUNCTION {schema}.slow_acknowledgement() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$",
+        f"CREATE TRIGGER slow BEFORE INSERT ON {schema}.acknowledgement"
+        f" FOR EACH ROW EXECUTE FUNCTION {schema}.slow_acknowledgement()",
+    )
+
+
+async def test_the_acknowledgements_land_before_the_lease_goes(
+    fake: FakePleo, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """update() sends its next batch without waiting for the last one's acknowledgement to be
+    written, but the job's lease is let go only once they are all written: the next worker to
+    read the job finds every update acknowledged and nothing in flight."""
+    job = fake.create_job(items=300)
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        await slow_acknowledgements(postgres_dsn, postgres_schema, 0.3)
+        async with client_for(fake, max_concurrency=1) as client:
+            report = await client.job(job.id, ledger=ledger).update(
+                successful_updates(job.item_ids)
+            )
+        async with PostgresLedger(postgres_dsn, schema=postgres_schema) as other_worker:
+            seen = await other_worker.open_job(job.id)
+            assert dict(seen.in_flight_at_open()) == {}
+            assert all(seen.acknowledgements.acknowledged(entry) for entry in job.item_ids)
+    assert len(report.acknowledged) == 300
+    assert len(fake.journal.puts(job.id)) == 3
+
+
+async def test_the_events_intent_is_written_after_every_acknowledgement(
+    fake: FakePleo, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """Within one held turn, complete() writes the event's intent only once every
+    acknowledgement of update() has landed (the database refuses an intent that comes first)."""
+    job = fake.create_job(items=200)
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        await slow_acknowledgements(postgres_dsn, postgres_schema, 0.3)
+        await execute(
+            postgres_dsn,
+            f"CREATE FUNCTION {postgres_schema}.acknowledged_first() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$ BEGIN IF EXISTS (SELECT 1 FROM"
+            f" {postgres_schema}.batch b LEFT JOIN {postgres_schema}.acknowledgement a"
+            " ON a.batch_id = b.id WHERE b.job_id = NEW.job_id AND a.batch_id IS NULL)"
+            " THEN RAISE EXCEPTION 'intent before an acknowledgement'; END IF;"
+            " RETURN NEW; END $$",
+            f"CREATE TRIGGER acknowledged_first BEFORE INSERT ON {postgres_schema}.final_event"
+            f" FOR EACH ROW EXECUTE FUNCTION {postgres_schema}.acknowledged_first()",
+        )
+        async with client_for(fake, max_concurrency=2) as client:
+            run = client.job(job.id, ledger=ledger)
+            async with run.hold():
+                await run.update(successful_updates(job.item_ids))
+                outcome = await run.complete()
+    assert outcome.successful == 200
+    assert len(fake.journal.final_events_applied(job.id)) == 1
+
+
+async def test_an_acknowledgement_that_did_not_land_is_raised_and_reconciled_with_pleo(
+    fake: FakePleo, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """When the database refuses an acknowledgement, update() raises LedgerError naming the
+    job and no event is sent; the run's next call reads the job again, learns from Pleo that
+    the batch landed, and completes once with nothing sent twice."""
+    job = fake.create_job(items=150)
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        await execute(
+            postgres_dsn,
+            f"CREATE FUNCTION {postgres_schema}.refuse_later() RETURNS trigger LANGUAGE plpgsql"
+            f" AS $$ BEGIN IF NEW.batch_id > (SELECT min(id) FROM {postgres_schema}.batch)"
+            " THEN RAISE EXCEPTION 'could not extend file'; END IF; RETURN NEW; END $$",
+            f"CREATE TRIGGER refuse_later BEFORE INSERT ON {postgres_schema}.acknowledgement"
+            f" FOR EACH ROW EXECUTE FUNCTION {postgres_schema}.refuse_later()",
+        )
+        async with client_for(fake, max_concurrency=1) as client:
+            run = client.job(job.id, ledger=ledger)
+            with pytest.raises(LedgerError, match=f"acknowledgement of job {job.id} was not rec"):
+                await run.update(successful_updates(job.item_ids))
+            assert fake.journal.events(job.id) == []
+            await execute(
+                postgres_dsn, f"DROP TRIGGER refuse_later ON {postgres_schema}.acknowledgement"
+            )
+            items_read = fake.journal.count("GET", f"/v3/export-jobs/{job.id}/items")
+            outcome = await run.complete()
+            assert fake.journal.count("GET", f"/v3/export-jobs/{job.id}/items") > items_read
+    assert outcome.successful == 150
+    assert len(fake.journal.final_events_applied(job.id)) == 1
+    assert fake.journal.resent_after_ack() == {}
+    assert len(fake.journal.puts(job.id)) == 2
+
+
+async def test_acknowledgements_that_come_while_one_is_written_go_in_one_statement(
+    fake: FakePleo, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """While the first acknowledgement's statement is on its way, the acknowledgements of the
+    answers that come meanwhile wait, and then go in one statement together: 16 batches cost
+    two statements at most (those queued before the first left, and the rest), and every one
+    of them is written."""
+    job = fake.create_job(items=1600)
+    s = postgres_schema
+    async with PostgresLedger(postgres_dsn, schema=s) as ledger:
+        await execute(
+            postgres_dsn,
+            f"CREATE TABLE {s}.statement_rows (rows integer NOT NULL)",
+            f"CREATE FUNCTION {s}.count_rows() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NOT EXISTS (SELECT 1 FROM {s}.statement_rows) THEN PERFORM pg_sleep(2); END IF;"
+            f" INSERT INTO {s}.statement_rows SELECT count(*) FROM written; RETURN NULL; END $$",
+            f"CREATE TRIGGER count_rows AFTER INSERT ON {s}.acknowledgement"
+            " REFERENCING NEW TABLE AS written FOR EACH STATEMENT"
+            f" EXECUTE FUNCTION {s}.count_rows()",
+        )
+        async with client_for(fake, max_concurrency=16) as client:
+            report = await client.job(job.id, ledger=ledger).update(
+                successful_updates(job.item_ids)
+            )
+    assert len(report.acknowledged) == 1600
+    rows = await fetch(postgres_dsn, f"SELECT rows FROM {s}.statement_rows")
+    assert len(rows) <= 2
+    assert sum(count for (count,) in rows) == 16
+    written = await fetch(postgres_dsn, f"SELECT count(*) FROM {s}.acknowledgement")
+    assert written == [(16,)]
