@@ -532,7 +532,7 @@ class PostgresLedger:
         try:
             pool = await self._asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
+                min_size=self._max_connections,
                 max_size=self._max_connections,
                 command_timeout=30,
                 reset=_nothing_more_to_reset,
@@ -752,9 +752,10 @@ class PostgresLedger:
         if fence is None or job.lost is not None or self._pool is None:
             return
         try:
-            async with self._pool.acquire(timeout=5) as connection, connection.transaction():
-                await connection.execute(self._sql["release"], job.lease_key, self.holder, fence)
-                await connection.execute("SELECT pg_notify($1, $2)", self._channel, job.lease_key)
+            async with self._pool.acquire(timeout=5) as connection:
+                await connection.execute(
+                    self._sql["release"], job.lease_key, self.holder, fence, self._channel
+                )
         except self._database_errors as error:
             logger.warning(
                 "ledger: could not let go of the lease of %s (it expires by itself): %s",

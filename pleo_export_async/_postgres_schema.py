@@ -60,9 +60,12 @@ SQL = {
         " WHERE job_id = $1 AND holder = $2 AND fence = $3 AND expires_at > now()"
         " RETURNING fence"
     ),
+    # One statement, one round trip: let the lease go, and wake the workers waiting for it
+    # ($4 is the channel they listen on).
     "release": (
-        "UPDATE {s}.lease SET expires_at = now()"
+        "WITH released AS (UPDATE {s}.lease SET expires_at = now()"
         " WHERE job_id = $1 AND holder = $2 AND fence = $3 AND expires_at > now()"
+        " RETURNING job_id) SELECT pg_notify($4, job_id) FROM released"
     ),
     "in_flight": (
         "INSERT INTO {s}.batch (job_id, updates) SELECT $1, $2 WHERE " + _HELD + " RETURNING id"
