@@ -38,6 +38,7 @@ from benchmarks.clients import (
 )
 from benchmarks.echo_server import echo_server
 from benchmarks.shared_ledger import postgres_dsn, postgres_ledger_ratio, replicas
+from benchmarks.telemetry import SIZES as TELEMETRY_SIZES
 from benchmarks.telemetry import budgets as telemetry_budgets
 from benchmarks.telemetry import telemetry_overhead
 from benchmarks.whole_job import whole_job
@@ -228,7 +229,7 @@ def main() -> int:
     jobs, marks = (60, [6, 60]) if quick else (500, [50, 500])
     rss_by_job = many_jobs(jobs, 1000, marks)
     whole = whole_job(quick)
-    telemetry = telemetry_overhead(*((4, 20_000) if quick else (12, 100_000)))
+    telemetry = telemetry_overhead(*TELEMETRY_SIZES["quick" if quick else "full"])
     with postgres_dsn() as dsn:
         shared = (
             {"ratio": postgres_ledger_ratio(quick, dsn=dsn), "replicas": replicas(quick, dsn=dsn)}
