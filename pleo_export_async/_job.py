@@ -41,7 +41,7 @@ from ._pleo_check import (
 from ._report import CompletionOutcome, ProgressCallback, UpdateReport
 from ._telemetry import JobOperation, Telemetry
 from ._transport import Transport, raise_for_response
-from ._update_engine import UpdateEngine, check_updates_argument
+from ._update_engine import UpdateEngine, attach_report, check_updates_argument
 
 logger = logging.getLogger("pleo_export_async")
 
@@ -262,6 +262,7 @@ class JobRun:
         self._state.raise_if_over()
         check_updates_argument(updates)
         with self._operation("pleo.job.update") as operation:
+            report: UpdateReport | None = None
             try:
                 job_ledger = await self._open()
                 async with self._turn(job_ledger):
@@ -269,6 +270,10 @@ class JobRun:
                     self._state.raise_if_over()
                     report = await self._updates.run(job_ledger, updates, on_progress)
             except BaseException as error:
+                if report is not None:
+                    # The turn's end raised it (an acknowledgement the ledger wrote after the
+                    # call did not land): it carries the call's report all the same.
+                    attach_report(error, report)
                 settled = getattr(error, "report", None)
                 if operation.recording and isinstance(settled, UpdateReport):
                     operation.set_many(_report_attributes(settled))

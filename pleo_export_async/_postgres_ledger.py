@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -110,8 +111,9 @@ class PostgresJobLedger:
         #: Writes of acknowledgements that the worker did not wait for (`record_acknowledged`).
         self._acknowledging: set[asyncio.Future[None]] = set()
         #: Why one of them did not land: raised once, by the job's next write or the end of the
-        #: turn; the job's next turn then reads it again from the database, where that batch is
-        #: in flight, and the run reconciles it with Pleo (as after a crash).
+        #: turn. This worker's memory still knows what Pleo acknowledged, so it resends nothing;
+        #: in the database that batch stays in flight, for a worker resuming the job to
+        #: reconcile with Pleo (as after a crash).
         self._unrecorded: LedgerError | None = None
 
     def __repr__(self) -> str:
@@ -194,8 +196,9 @@ class PostgresJobLedger:
         settle_in_flight(self._in_flight_at_open, batch)
 
     def _acknowledgement_written(self, written: asyncio.Future[None]) -> None:
-        self._acknowledging.discard(written)
-        self._note_unrecorded(written)
+        if written in self._acknowledging:  # else already noted by _raise_if_unrecorded
+            self._acknowledging.discard(written)
+            self._note_unrecorded(written)
 
     def _note_unrecorded(self, written: asyncio.Future[None]) -> None:
         error = None if written.cancelled() else written.exception()
@@ -208,12 +211,11 @@ class PostgresJobLedger:
 
     def _raise_if_unrecorded(self) -> None:
         # A write that has just failed is done at once, its callback runs a turn later.
-        for written in self._acknowledging:
-            if written.done():
-                self._note_unrecorded(written)
+        for written in [written for written in self._acknowledging if written.done()]:
+            self._acknowledging.discard(written)
+            self._note_unrecorded(written)
         unrecorded, self._unrecorded = self._unrecorded, None
         if unrecorded is not None:
-            self._known_fence = -1  # the memory is ahead of the database: read it again
             raise LedgerError(
                 f"an acknowledgement of job {self._job_id} was not recorded ({unrecorded})"
             )
@@ -226,8 +228,8 @@ class PostgresJobLedger:
         self._raise_if_unrecorded()
 
     async def record_event_intent(self, request: JobEventRequest) -> None:
-        # Never an event past an acknowledgement that did not land: the intent's row may be
-        # written on another connection, before them.
+        # The acknowledgements land first (the intent's row may go on another connection), and
+        # one that did not is told before the event rather than after.
         await self.acknowledgements_written()
         await self._ledger._fenced(self, "intent", _codec.encode(request))
         self._final_event = FinalEventRecord(request)
@@ -241,6 +243,11 @@ class PostgresJobLedger:
         self._acknowledgements.forget()
 
 
+#: An acknowledgement handed to the writer: its batch's key, what it acknowledged, and the
+#: future that says when it is written.
+_Queued = tuple[object, str, "asyncio.Future[None]"]
+
+
 class _AcknowledgementWriter:
     """Writes the acknowledgements of a ledger's jobs in groups, one statement on its way at a
     time: each takes every acknowledgement handed over while the one before was being written.
@@ -249,36 +256,37 @@ class _AcknowledgementWriter:
 
     def __init__(self, ledger: PostgresLedger) -> None:
         self._ledger = ledger
-        self._queued: list[tuple[int, str, asyncio.Future[None]]] = []
+        self._queued: list[_Queued] = []
         self._writing: asyncio.Task[None] | None = None
 
-    def write(self, batch_key: int, acknowledged: str) -> asyncio.Future[None]:
-        """Queue a batch's acknowledgement; the future is done once it is written (or raises
-        the `LedgerError` of its group's statement)."""
+    def write(self, batch_key: object, acknowledged: str) -> asyncio.Future[None]:
+        """Queue a batch's acknowledgement; the future is done once it is written, or raises
+        `LedgerError` if it could not be."""
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
         self._queued.append((batch_key, acknowledged, written))
         if self._writing is None:
+            # In a context of its own: it writes for every job, not for the batch that woke it.
             self._writing = loop.create_task(
-                self._write_queued(), name=f"acknowledgements of {self._ledger!r}"
+                self._write_queued(),
+                name=f"acknowledgements of {self._ledger!r}",
+                context=contextvars.Context(),
             )
         return written
 
     async def _write_queued(self) -> None:
-        group: list[tuple[int, str, asyncio.Future[None]]] = []
+        group: list[_Queued] = []
         try:
             while self._queued:
                 group, self._queued = self._queued, []
-                try:
-                    await self._ledger._execute(
-                        "acknowledged", [key for key, _, _ in group], [text for _, text, _ in group]
-                    )
-                except LedgerError as error:
-                    for _, _, written in group:
-                        written.set_exception(error)
+                error = await self._insert(group)
+                if error is not None and len(group) > 1:
+                    # One bad row fails the statement: write them one by one, so that only
+                    # its own job is told.
+                    for row in group:
+                        self._settle([row], await self._insert([row]))
                 else:
-                    for _, _, written in group:
-                        written.set_result(None)
+                    self._settle(group, error)
                 group = []
         finally:
             self._writing = None
@@ -287,6 +295,27 @@ class _AcknowledgementWriter:
             for _, _, written in (*group, *self._queued):
                 written.cancel()
             self._queued = []
+
+    async def _insert(self, rows: list[_Queued]) -> LedgerError | None:
+        try:
+            await self._ledger._execute(
+                "acknowledged", [key for key, _, _ in rows], [text for _, text, _ in rows]
+            )
+        except LedgerError as error:
+            return error
+        except Exception as error:  # not the driver's database errors: still the ledger's
+            return self._ledger._failure("cannot write the ledger (acknowledged)", error)
+        return None
+
+    @staticmethod
+    def _settle(rows: list[_Queued], error: LedgerError | None) -> None:
+        for _, _, written in rows:
+            if written.done():
+                continue
+            if error is None:
+                written.set_result(None)
+            else:
+                written.set_exception(error)
 
 
 async def _nothing_more_to_reset(connection: asyncpg.Connection) -> None:
@@ -501,7 +530,7 @@ class PostgresLedger:
         """Let go of the leases this worker holds, and close the connections. Raises nothing:
         a lease it cannot give back expires by itself."""
         self._closed = True
-        for job in self._jobs.values():
+        for job in list(self._jobs.values()):
             try:
                 await job.acknowledgements_written()
             except LedgerError as error:
@@ -532,7 +561,7 @@ class PostgresLedger:
         try:
             pool = await self._asyncpg.create_pool(
                 self._dsn,
-                min_size=self._max_connections,
+                min_size=1,
                 max_size=self._max_connections,
                 command_timeout=30,
                 reset=_nothing_more_to_reset,

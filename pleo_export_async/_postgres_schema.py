@@ -61,11 +61,12 @@ SQL = {
         " RETURNING fence"
     ),
     # One statement, one round trip: let the lease go, and wake the workers waiting for it
-    # ($4 is the channel they listen on).
+    # ($4 is the channel they listen on), even when it had expired already (PostgreSQL runs a
+    # WITH clause's UPDATE whether or not the query reads it).
     "release": (
         "WITH released AS (UPDATE {s}.lease SET expires_at = now()"
-        " WHERE job_id = $1 AND holder = $2 AND fence = $3 AND expires_at > now()"
-        " RETURNING job_id) SELECT pg_notify($4, job_id) FROM released"
+        " WHERE job_id = $1 AND holder = $2 AND fence = $3 AND expires_at > now())"
+        " SELECT pg_notify($4, $1)"
     ),
     "in_flight": (
         "INSERT INTO {s}.batch (job_id, updates) SELECT $1, $2 WHERE " + _HELD + " RETURNING id"

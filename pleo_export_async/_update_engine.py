@@ -152,7 +152,7 @@ class _UpdateCall:
             {"skipped": len(report.skipped), "unacknowledged": len(report.unacknowledged)}
         )
         if self._stop is not None:
-            _attach_report(self._stop, report)
+            attach_report(self._stop, report)
             raise self._stop
         return report
 
@@ -409,7 +409,7 @@ class _UpdateCall:
         )
 
 
-def _attach_report(error: BaseException, report: UpdateReport) -> None:
+def attach_report(error: BaseException, report: UpdateReport) -> None:
     """Hand the call's report to the caller on the exception that stopped it."""
     # An exception type that takes no attributes goes up as it is.
     with contextlib.suppress(AttributeError):

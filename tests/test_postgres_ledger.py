@@ -27,6 +27,7 @@ from pleo_export_async.testing import FakePleo
 JOB_A = "11111111-1111-4111-8111-111111111111"
 JOB_IDS = [f"33333333-3333-4333-8333-{n:012d}" for n in range(4)]
 ENTRY_1 = "aaaaaaaa-0000-4000-8000-000000000001"
+ENTRY_2 = "aaaaaaaa-0000-4000-8000-000000000002"
 PASSWORD = "s3cr3t-pw"
 LEDGER_TABLES = {"meta", "batch", "acknowledgement", "final_event", "lease"}
 
@@ -354,37 +355,115 @@ async def test_the_events_intent_is_written_after_every_acknowledgement(
     assert len(fake.journal.final_events_applied(job.id)) == 1
 
 
-async def test_an_acknowledgement_that_did_not_land_is_raised_and_reconciled_with_pleo(
+async def refuse_acknowledgements(dsn: str, schema: str, condition: str) -> None:
+    """The database refuses each acknowledgement row for which `condition` holds (`NEW` is
+    the row), as a full disk would."""
+    await execute(
+        dsn,
+        f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql"
+        f" AS $$ BEGIN IF {condition} THEN RAISE EXCEPTION 'could not extend file'; END IF;"
+        " RETURN NEW; END $$",
+        f"CREATE TRIGGER refuse BEFORE INSERT ON {schema}.acknowledgement"
+        f" FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()",
+    )
+
+
+async def refuse_all_but_the_first_batch(dsn: str, schema: str) -> None:
+    await refuse_acknowledgements(
+        dsn, schema, f"NEW.batch_id > (SELECT min(id) FROM {schema}.batch)"
+    )
+
+
+async def test_an_acknowledgement_that_did_not_land_is_raised_once_with_the_report(
     fake: FakePleo, postgres_dsn: str, postgres_schema: str
 ) -> None:
     """When the database refuses an acknowledgement, update() raises LedgerError naming the
-    job and no event is sent; the run's next call reads the job again, learns from Pleo that
-    the batch landed, and completes once with nothing sent twice."""
+    job, with the call's report, and no event is sent; the run then completes once from what
+    it knows Pleo acknowledged, sending nothing twice."""
     job = fake.create_job(items=150)
     async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
-        await execute(
-            postgres_dsn,
-            f"CREATE FUNCTION {postgres_schema}.refuse_later() RETURNS trigger LANGUAGE plpgsql"
-            f" AS $$ BEGIN IF NEW.batch_id > (SELECT min(id) FROM {postgres_schema}.batch)"
-            " THEN RAISE EXCEPTION 'could not extend file'; END IF; RETURN NEW; END $$",
-            f"CREATE TRIGGER refuse_later BEFORE INSERT ON {postgres_schema}.acknowledgement"
-            f" FOR EACH ROW EXECUTE FUNCTION {postgres_schema}.refuse_later()",
-        )
+        await refuse_all_but_the_first_batch(postgres_dsn, postgres_schema)
         async with client_for(fake, max_concurrency=1) as client:
             run = client.job(job.id, ledger=ledger)
-            with pytest.raises(LedgerError, match=f"acknowledgement of job {job.id} was not rec"):
+            with pytest.raises(
+                LedgerError, match=f"acknowledgement of job {job.id} was not rec"
+            ) as raised:
                 await run.update(successful_updates(job.item_ids))
+            report = raised.value.report
+            assert report is not None
+            assert len(report.acknowledged) == 150
             assert fake.journal.events(job.id) == []
-            await execute(
-                postgres_dsn, f"DROP TRIGGER refuse_later ON {postgres_schema}.acknowledgement"
-            )
-            items_read = fake.journal.count("GET", f"/v3/export-jobs/{job.id}/items")
             outcome = await run.complete()
-            assert fake.journal.count("GET", f"/v3/export-jobs/{job.id}/items") > items_read
     assert outcome.successful == 150
     assert len(fake.journal.final_events_applied(job.id)) == 1
     assert fake.journal.resent_after_ack() == {}
     assert len(fake.journal.puts(job.id)) == 2
+
+
+async def test_a_worker_resuming_after_an_unrecorded_acknowledgement_reconciles_it(
+    fake: FakePleo, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """The batch whose acknowledgement was refused stays in flight in the database: another
+    worker resuming the job learns from Pleo that it landed, sends nothing again, and
+    completes once."""
+    job = fake.create_job(items=150)
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        await refuse_all_but_the_first_batch(postgres_dsn, postgres_schema)
+        async with client_for(fake, max_concurrency=1) as client:
+            with pytest.raises(LedgerError, match="was not recorded"):
+                await client.job(job.id, ledger=ledger).update(successful_updates(job.item_ids))
+    await execute(postgres_dsn, f"DROP TRIGGER refuse ON {postgres_schema}.acknowledgement")
+    async with (
+        PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger,
+        client_for(fake) as client,
+    ):
+        run = client.job(job.id, ledger=ledger)
+        again = await run.update(successful_updates(job.item_ids))
+        outcome = await run.complete()
+    assert len(again.acknowledged) == 0
+    assert len(again.skipped) == 150
+    assert outcome.successful == 150
+    assert len(fake.journal.final_events_applied(job.id)) == 1
+    assert fake.journal.resent_after_ack() == {}
+    assert len(fake.journal.puts(job.id)) == 2
+
+
+async def test_an_acknowledgement_the_database_refuses_fails_only_its_own_job(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """Acknowledgements of two jobs that go in one statement: the database refuses job A's,
+    and only job A is told; job B's is written."""
+    async with PostgresLedger(postgres_dsn, schema=postgres_schema) as ledger:
+        batches = []
+        for job_id, entry in ((JOB_A, ENTRY_1), (JOB_IDS[0], ENTRY_2)):
+            job = await ledger.open_job(job_id)
+            await job.turn().__aenter__()
+            tracker = new_tracker(job.acknowledgements)
+            batch = planned(tracker, [ItemUpdate.successful(entry)])
+            assert batch.updates is not None
+            await job.record_in_flight(batch, encode_item_updates(batch.updates))
+            tracker.reconcile(batch, [entry], ())
+            batches.append((job, batch))
+        await refuse_acknowledgements(
+            postgres_dsn,
+            postgres_schema,
+            f"(SELECT job_id FROM {postgres_schema}.batch WHERE id = NEW.batch_id) = '{JOB_A}'",
+        )
+        for job, batch in batches:  # in one turn of the loop: one statement for both
+            await job.record_acknowledged(batch)
+        (job_a, _), (job_b, _) = batches
+        with pytest.raises(LedgerError, match=f"acknowledgement of job {JOB_A} was not rec"):
+            await job_a.acknowledgements_written()
+        await job_b.acknowledgements_written()
+        await job_a.acknowledgements_written()  # told once
+        for job, _ in batches:
+            await job.turn().__aexit__(None, None, None)
+    written = await fetch(
+        postgres_dsn,
+        f"SELECT b.job_id FROM {postgres_schema}.acknowledgement"
+        f" JOIN {postgres_schema}.batch b ON b.id = batch_id",
+    )
+    assert written == [(JOB_IDS[0],)]
 
 
 async def test_acknowledgements_that_come_while_one_is_written_go_in_one_statement(
