@@ -162,11 +162,12 @@ class JobRun:
             self._state.found_delivered(record.outcome)
         if self._resumed:
             return
-        self._resumed = True
         if record is not None and record.outcome is None:
             await self._events.settle_pending(job_ledger, record.request)
         if self._reconcile_on_resume and not self._state.is_over and job_ledger.in_flight_at_open():
             await self._reconcile(job_ledger)
+        # Only now: if Pleo could not be read, the next call tries again before it sends.
+        self._resumed = True
 
     # -- what Pleo holds ----------------------------------------------------------------------
 

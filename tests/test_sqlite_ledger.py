@@ -20,9 +20,12 @@ import pytest
 from batching import new_tracker, planned
 from helpers import client_for, successful_updates
 from pleo_export_async import (
+    ApiError,
     ItemUpdate,
     LedgerError,
+    RetryPolicy,
     SqliteLedger,
+    TransportError,
     _sqlite_ledger,
 )
 from pleo_export_async._codec import encode_item_updates
@@ -30,7 +33,7 @@ from pleo_export_async._core._batches import Batch
 from pleo_export_async._core._tracker import ItemTracker
 from pleo_export_async._ledger import JobLedger
 from pleo_export_async._sqlite_ledger import APPLICATION_ID, SCHEMA_VERSION
-from pleo_export_async.testing import FakePleo
+from pleo_export_async.testing import FakePleo, Faults, FaultSpec
 
 JOB_A = "11111111-1111-4111-8111-111111111111"
 ENTRY_1 = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -408,3 +411,29 @@ async def test_closing_twice_does_nothing_and_a_closed_ledger_refuses_to_open_a_
     await ledger.close()
     with pytest.raises(LedgerError, match="is closed"):
         await ledger.open_job(JOB_A)
+
+
+async def test_a_resume_whose_reconciliation_failed_reconciles_at_the_next_call(
+    fake: FakePleo, tmp_path: Path
+) -> None:
+    """If reading Pleo's items, to learn whether a batch left in flight landed, fails, the
+    run's next call reconciles before sending: the update that landed is not sent again."""
+    job = fake.create_job(items=100)
+    path = tmp_path / "ledger.sqlite3"
+    fake.faults = Faults(lost_response=FaultSpec(probability=1.0))
+    once = RetryPolicy(max_attempts=1)
+    async with SqliteLedger(path) as ledger, client_for(fake, retry=once) as client:
+        with pytest.raises(TransportError):
+            await client.job(job.id, ledger=ledger).update(successful_updates(job.item_ids))
+    fake.faults = Faults(server_error=FaultSpec(probability=1.0))
+    async with SqliteLedger(path) as ledger, client_for(fake, retry=once) as client:
+        run = client.job(job.id, ledger=ledger)
+        with pytest.raises(ApiError):
+            await run.update(successful_updates(job.item_ids))
+        fake.faults = Faults()
+        again = await run.update(successful_updates(job.item_ids))
+        outcome = await run.complete()
+    assert len(again.skipped) == 100
+    assert outcome.successful == 100
+    assert fake.journal.resent_after_ack() == {}
+    assert len(fake.journal.puts(job.id)) == 1
