@@ -17,7 +17,21 @@ from urllib.parse import urlsplit
 
 from ._errors import InvalidInput
 
-CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: An ASCII string's bytes mapped to what they are: "x" a lower-case hex digit, "-" a hyphen, "?"
+#: anything else. Translating with it and comparing to the canonical UUID's shape is one C call
+#: each, where the equivalent regular expression costs two and a half times as much (80 against
+#: 200 ns here), and every item's ID goes through it.
+UUID_CHARACTER_KINDS = bytes(
+    ord("x") if chr(byte) in "0123456789abcdef" else ord("-") if byte == ord("-") else ord("?")
+    for byte in range(256)
+)
+CANONICAL_UUID_SHAPE = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+#: The other spellings of a UUID taken and made canonical: any case, in braces, as a URN, or as
+#: 32 hex digits without hyphens.
+_UUID_SPELLING = re.compile(
+    r"(?:urn:uuid:)?(\{)?[0-9a-f]{8}(-?)[0-9a-f]{4}\2[0-9a-f]{4}\2[0-9a-f]{4}\2[0-9a-f]{12}(?(1)\})",
+    re.ASCII | re.IGNORECASE,
+)
 #: The shape nearly every external URL has: http(s), a host name of letters, digits, dots and
 #: hyphens, perhaps a port (0 to 65535), then printable ASCII. Whatever matches, `http_url`
 #: would accept; it is known good without parsing, which costs ten times the whole ItemUpdate.
@@ -107,16 +121,25 @@ def ledger(field: str, value: L) -> L:
     return value
 
 
+def is_canonical_uuid(value: str) -> bool:
+    """`value` is a UUID's canonical text: 36 characters, lower-case hex digits with hyphens at
+    8, 13, 18 and 23 (a `str` subclass is judged by its characters, not its own methods)."""
+    return str.isascii(value) and str.encode(value).translate(UUID_CHARACTER_KINDS) == (
+        CANONICAL_UUID_SHAPE
+    )
+
+
 def uuid_string(field: str, value: object) -> str:
     """The canonical lower-case text form of a UUID given as `str` or `uuid.UUID`."""
     if isinstance(value, str):
         # The fast path: nearly every ID arrives already canonical.
-        if CANONICAL_UUID.fullmatch(value):
+        if is_canonical_uuid(value):
             return value
-        try:
+        # uuid.UUID alone would take more than these spellings, and read some of them as another
+        # ID: int() skips a leading space and reads an Arabic-Indic digit as a digit.
+        if _UUID_SPELLING.fullmatch(value):
             return str(uuid.UUID(value))
-        except ValueError:
-            raise InvalidInput(field, value, "not a UUID") from None
+        raise InvalidInput(field, value, "not a UUID")
     if isinstance(value, uuid.UUID):
         return str(value)
     raise InvalidInput(field, value, f"must be a UUID string, not {type(value).__name__}")

@@ -13,11 +13,13 @@ from typing import Generic, TypeVar
 import attrs
 
 from ._checks import (
-    CANONICAL_UUID,
+    CANONICAL_UUID_SHAPE,
     PLAIN_HTTP_URL,
+    UUID_CHARACTER_KINDS,
     aware_datetime,
     enum_member,
     http_url,
+    is_canonical_uuid,
     optional_text,
     uuid_string,
 )
@@ -31,7 +33,6 @@ from ._errors import InvalidInput
 
 T = TypeVar("T")
 
-_is_canonical_uuid = CANONICAL_UUID.fullmatch
 _is_plain_http_url = PLAIN_HTTP_URL.fullmatch
 
 _ABANDONED = ItemStatus.ABANDONED
@@ -87,7 +88,7 @@ class ItemUpdate(_ItemUpdateFields):
         # members, text or None) is checked inline; the helpers only run for the rest, and say
         # what is wrong. Identity checks, not set lookups: an enum's hash is Python code.
         entry_id = self.accounting_entry_id
-        if type(entry_id) is not str or not _is_canonical_uuid(entry_id):
+        if type(entry_id) is not str or not is_canonical_uuid(entry_id):
             object.__setattr__(
                 self, "accounting_entry_id", uuid_string("accounting_entry_id", entry_id)
             )
@@ -128,9 +129,15 @@ class ItemUpdate(_ItemUpdateFields):
                 f"only a failed item carries a failure reason, this one is {status.value}",
             )
 
-    @classmethod
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass's successful() builds the subclass, through its constructor.
+        cls.successful = classmethod(_subclass_successful)  # type: ignore[method-assign, assignment]
+
+    # A static method, not a class method: binding the class cost a tenth of this call, which
+    # every item makes. ItemUpdate is what it builds; subclasses get their own (above).
+    @staticmethod
     def successful(
-        cls,
         accounting_entry_id: str,
         *,
         external_id: str | None = None,
@@ -146,10 +153,11 @@ class ItemUpdate(_ItemUpdateFields):
         string, or a naive `exported_at`.
         """
         if (
-            cls is ItemUpdate
-            and exported_at is None
+            exported_at is None
             and type(accounting_entry_id) is str
-            and _is_canonical_uuid(accounting_entry_id)
+            # is_canonical_uuid, written inline: a call is a tenth of this path's time.
+            and accounting_entry_id.isascii()
+            and accounting_entry_id.encode().translate(UUID_CHARACTER_KINDS) == CANONICAL_UUID_SHAPE
             and (external_id is None or type(external_id) is str)
             and (
                 external_url is None
@@ -166,9 +174,9 @@ class ItemUpdate(_ItemUpdateFields):
             update.external_url = external_url
             update.failure_reason = None
             update.failure_reason_type = None
-            update.__class__ = cls  # type: ignore[assignment]
+            update.__class__ = ItemUpdate  # type: ignore[assignment]
             return update  # type: ignore[return-value]
-        return cls(
+        return ItemUpdate(
             accounting_entry_id,
             ItemStatus.SUCCESSFUL,
             exported_at,
@@ -204,6 +212,17 @@ class ItemUpdate(_ItemUpdateFields):
             failure_reason=reason,
             failure_reason_type=failure_type,
         )
+
+
+def _subclass_successful(
+    cls: type[ItemUpdate],
+    accounting_entry_id: str,
+    *,
+    external_id: str | None = None,
+    external_url: str | None = None,
+    exported_at: datetime | None = None,
+) -> ItemUpdate:
+    return cls(accounting_entry_id, ItemStatus.SUCCESSFUL, exported_at, external_id, external_url)
 
 
 def _null_status_is_pending(value: object, _: object) -> str:

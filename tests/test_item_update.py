@@ -3,6 +3,7 @@ semantics."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pleo_export_async._checks import is_canonical_uuid
 from pleo_export_async._codec import to_wire
 from pleo_export_async._enums import ItemFailureReasonType, ItemStatus
 from pleo_export_async._errors import InvalidInput, PleoExportError
@@ -42,6 +44,10 @@ BAD_ENTRY_IDS: list[Any] = [
     "47324e87-8d05-4049-871b-f0dbe09ed4e",  # one digit short
     "47324e87-8d05-4049-871b-f0dbe09ed4e0/../items",
     b"47324e87-8d05-4049-871b-f0dbe09ed4e0",
+    # uuid.UUID reads these as other IDs: int() takes a sign, a space and any Unicode digit.
+    " 7324e87-8d05-4049-871b-f0dbe09ed4e0",
+    "+7324e87-8d05-4049-871b-f0dbe09ed4e0",
+    "47324e87-8d05-4049-871b-f0dbe09ed4e\u0663",
 ]
 
 
@@ -321,3 +327,71 @@ def test_the_successful_builder_equals_the_general_constructor(
     assert attrs.asdict(built) == attrs.asdict(general)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         built.external_id = "changed"  # type: ignore[misc]
+
+
+#: The canonical form as a regular expression: what `is_canonical_uuid` must agree with.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+_NEAR_UUIDS = [
+    ENTRY_ID,
+    ENTRY_ID.upper(),
+    ENTRY_ID[:-1],
+    ENTRY_ID + "0",
+    ENTRY_ID.replace("-", "0", 1) + "-",  # a hyphen moved
+    ENTRY_ID[:8] + "_" + ENTRY_ID[9:],
+    ENTRY_ID[:-1] + "g",
+    ENTRY_ID[:-1] + "\u0663",  # ARABIC-INDIC DIGIT THREE: a digit to Python, not to Pleo
+    ENTRY_ID[:-1] + "\ud800",  # a lone surrogate, which UTF-8 cannot encode
+    ENTRY_ID[:-1] + "\x00",
+    " " + ENTRY_ID[1:],
+]
+
+
+@given(
+    st.text(alphabet="0123456789abcdefABCDEF-g \u0663", min_size=30, max_size=40)
+    | st.sampled_from(_NEAR_UUIDS)
+    | st.text()
+)
+def test_the_canonical_uuid_check_agrees_with_the_canonical_pattern(text: str) -> None:
+    """`is_canonical_uuid` is true exactly for the strings the canonical pattern matches whole."""
+    assert is_canonical_uuid(text) is (_CANONICAL_UUID.fullmatch(text) is not None)
+
+
+@pytest.mark.parametrize("near", _NEAR_UUIDS[1:], ids=repr)
+def test_a_near_uuid_is_normalised_or_refused_as_the_general_constructor_does(near: str) -> None:
+    """Whatever the fast path turns away gets the general constructor's answer: the same value
+    or the same error."""
+    try:
+        general: ItemUpdate | InvalidInput = ItemUpdate(near, ItemStatus.SUCCESSFUL)
+    except InvalidInput as refused:
+        general = refused
+    try:
+        built: ItemUpdate | InvalidInput = ItemUpdate.successful(near)
+    except InvalidInput as refused:
+        built = refused
+    if isinstance(general, InvalidInput):
+        assert isinstance(built, InvalidInput)
+        assert str(built) == str(general)
+        assert (built.field, built.value) == ("accounting_entry_id", near)
+    else:
+        assert built == general
+        assert general.accounting_entry_id == ENTRY_ID
+
+
+def test_a_subclass_builds_its_own_instances_through_its_constructor() -> None:
+    """`successful()` and `failed()` of a subclass return the subclass, checked as the
+    constructor checks, while ItemUpdate's own return exactly ItemUpdate."""
+
+    @attrs.frozen
+    class TaggedUpdate(ItemUpdate):
+        pass
+
+    tagged = TaggedUpdate.successful(ENTRY_ID.upper(), external_id="JE-1")
+    assert type(tagged) is TaggedUpdate
+    assert tagged.accounting_entry_id == ENTRY_ID
+    failed = TaggedUpdate.failed(ENTRY_ID, reason_type=ItemFailureReasonType.TAG_UNKNOWN)
+    assert type(failed) is TaggedUpdate
+    _raises_invalid(
+        lambda: TaggedUpdate.successful("not-a-uuid"), "accounting_entry_id", "not-a-uuid"
+    )
+    assert type(ItemUpdate.successful(ENTRY_ID)) is ItemUpdate
