@@ -4,7 +4,10 @@ the SDK's in-memory span exporter and metric reader, against the fake over real 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -446,3 +449,58 @@ def test_url_templates_name_the_ids_as_the_api_reference_does() -> None:
     assert _telemetry.url_template(f"/v1/subscriptions/{job_id}/secret") == (
         "/v1/subscriptions/{subscriptionId}/secret"
     )
+
+
+_GLOBAL_PROVIDERS_LATER = """
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from pleo_export_async._telemetry import Telemetry
+
+telemetry = Telemetry("https://external.pleo.io")
+assert telemetry.tracer() is None and telemetry.instruments() is None
+trace.set_tracer_provider(TracerProvider())
+metrics.set_meter_provider(MeterProvider())
+assert telemetry.tracer() is not None and telemetry.instruments() is not None
+print("seen")
+"""
+
+_PROVIDER_FROM_THE_ENVIRONMENT = """
+from pleo_export_async._telemetry import Telemetry
+
+telemetry = Telemetry("https://external.pleo.io")
+assert telemetry.tracer() is not None and telemetry.instruments() is not None
+print("seen")
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "environment"),
+    [
+        (_GLOBAL_PROVIDERS_LATER, {}),
+        (
+            _PROVIDER_FROM_THE_ENVIRONMENT,
+            {
+                "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider",
+                "OTEL_PYTHON_METER_PROVIDER": "sdk_meter_provider",
+            },
+        ),
+    ],
+    ids=["set-after-the-client", "named-by-the-environment"],
+)
+def test_global_providers_are_seen_when_set_later_or_named_by_the_environment(
+    script: str, environment: dict[str, str]
+) -> None:
+    """A client reports to global providers set after it was made, and to the ones the
+    OTEL_PYTHON_*_PROVIDER variables name, though it does not ask the API each time."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_PYTHON_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "seen"
