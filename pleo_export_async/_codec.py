@@ -21,7 +21,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple, TypeVar, get_origin
+from types import NoneType, UnionType
+from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -94,6 +95,10 @@ def _lenient_text(value: object, _: object) -> str:
     return "" if value is None else str(value)
 
 
+def _lenient_optional_text(value: object, _: object) -> str | None:
+    return value if value is None or type(value) is str else _lenient_text(value, str)
+
+
 def _is_attrs_class(type_: Any) -> bool:
     return attrs.has(get_origin(type_) or type_)
 
@@ -112,8 +117,43 @@ def _wire_overrides(cls: Any) -> dict[str, Any]:
     }
 
 
+def _optional_member(type_: Any) -> Any:
+    """`X` of `X | None` (or `Optional[X]`); None for any other type."""
+    if get_origin(type_) not in (Union, UnionType):
+        return None
+    members = get_args(type_)
+    if len(members) != 2 or NoneType not in members:
+        return None
+    return members[0] if members[1] is NoneType else members[1]
+
+
+def _optional_structure_hook(converter: cattrs.Converter, type_: Any) -> Any:
+    """The hook of `X | None`, with X's hook looked up once (on first use, for a model that
+    refers to itself). cattrs' own looks it up for every value: the export items' profile had
+    that lookup at a third of the time structuring takes, which is most of what a whole job's
+    CPU is."""
+    member = _optional_member(type_)
+    if member is str:  # the commonest, with the hook registered for str inline
+        return _lenient_optional_text
+    member_hook: Callable[[Any, Any], Any] | None = None
+
+    def structure(value: Any, _: Any) -> Any:
+        nonlocal member_hook
+        if value is None:
+            return None
+        if member_hook is None:
+            member_hook = converter.get_structure_hook(member)
+        return member_hook(value, member)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
+    converter.register_structure_hook_factory(
+        lambda type_: _optional_member(type_) is not None,
+        lambda type_: _optional_structure_hook(converter, type_),
+    )
     # Lenient reading: a null where the spec promises a string becomes "", never the text "None".
     converter.register_structure_hook(str, _lenient_text)
     # StrEnum comes before str in a str enum's MRO, so enums still become their members.

@@ -4,6 +4,7 @@ export data, and `process_job` from start to final event (R9-R13, R16, R17)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import signal
 import sys
@@ -175,6 +176,30 @@ async def test_export_items_lists_every_item_of_the_job_once_page_by_page() -> N
         entries = _gets(fake, "/v3/export-items")
         assert all(entry.query["job_id"] == [job.id] for entry in entries)
         await _assert_one_get_per_page(fake, entries, total=30, page_size=7)
+
+
+async def test_the_fake_hands_out_the_export_items_it_serves_even_after_the_job_ends() -> None:
+    """`FakePleo.export_items(job_id)` is what `GET /v3/export-items` serves for the job, drawn
+    once whichever asks first, and still readable once the job is finished."""
+    async with FakePleo(seed=5, strict=True) as fake:
+        job = fake.create_job(items=30)
+        drawn = fake.export_items(job.id)
+        assert [entry["accountingEntryId"] for entry in drawn] == job.item_ids
+        token = base64.b64encode(f"{fake.api_key}:".encode()).decode()
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session,
+            session.get(
+                f"{fake.base_url}/v3/export-items", params={"job_id": job.id, "limit": "30"}
+            ) as response,
+        ):
+            served = (await response.json())["data"]
+        assert served == drawn
+        async with client_for(fake) as client:
+            run = client.job(job.id)
+            await run.update(successful_updates(job.item_ids))
+            await run.complete()
+        assert fake.job_status(job.id) == "completed"
+        assert fake.export_items(job.id) == drawn
 
 
 async def test_export_items_asks_for_the_next_page_while_this_pages_items_are_taken() -> None:

@@ -393,6 +393,12 @@ class FakePleo:
         job = self._job(job_id)
         return [item.payload(job.id) for item in job.items.values()]
 
+    def export_items(self, job_id: str) -> list[dict[str, Any]]:
+        """The ExportItemV3 of each of the job's items, in job order, as `GET
+        /v3/export-items` serves them while the job runs (drawn from the fake's seed the
+        first time they are asked for, here or there)."""
+        return [item for _, item in self._state.drawn_export_items(self._job(job_id))]
+
     def job_summaries(self) -> list[JobSummary]:
         """Per job, oldest first: its status now, the requests and items the fake received for
         it, the IDs sent again after their acknowledgement and the final events applied (what

@@ -477,6 +477,10 @@ class State:
                 _spec.EXPORT_JOB_STATUS_UNPROCESSABLE,
                 _spec.MESSAGE_EXPORT_ITEMS_JOB_FINISHED,
             )
+        return self.drawn_export_items(job)
+
+    def drawn_export_items(self, job: Job) -> list[tuple[int, dict[str, Any]]]:
+        """(ordinal, ExportItemV3) of the job, whatever its status: drawn on first use."""
         if job.export_items is None:
             factory = self._item_factory(job.company_id)
             rng = random.Random(f"{self._seed}:export-items:{job.id}")
