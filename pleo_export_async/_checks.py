@@ -4,6 +4,7 @@ the field and the value, raised before any request."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -138,7 +139,9 @@ def uuid_string(field: str, value: object) -> str:
         # uuid.UUID alone would take more than these spellings, and read some of them as another
         # ID: int() skips a leading space and reads an Arabic-Indic digit as a digit.
         if _UUID_SPELLING.fullmatch(value):
-            return str(uuid.UUID(value))
+            # uuid.UUID strips only a lower-case "urn:uuid:"; what matched is ASCII.
+            with contextlib.suppress(ValueError):
+                return str(uuid.UUID(value.lower()))
         raise InvalidInput(field, value, "not a UUID")
     if isinstance(value, uuid.UUID):
         return str(value)

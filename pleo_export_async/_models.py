@@ -131,8 +131,10 @@ class ItemUpdate(_ItemUpdateFields):
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        # A subclass's successful() builds the subclass, through its constructor.
-        cls.successful = classmethod(_subclass_successful)  # type: ignore[method-assign, assignment]
+        # A subclass's successful() builds the subclass, through its constructor, unless the
+        # subclass (or a class between) writes its own.
+        if cls.successful is ItemUpdate.successful:
+            cls.successful = classmethod(_subclass_successful)  # type: ignore[method-assign, assignment]
 
     # A static method, not a class method: binding the class cost a tenth of this call, which
     # every item makes. ItemUpdate is what it builds; subclasses get their own (above).

@@ -155,8 +155,8 @@ def _global_provider_reader(
     While no provider is set, the API's function looks `variable` up in `os.environ` on every
     call: 0.8 µs, five times a batch, the whole of what the otel extra cost without an SDK
     (1.037 of the CPU per item). Its module's globals are read instead. When the environment
-    names a provider (read once, here), or the API has other globals, `get` itself is used,
-    so that the API loads that provider as it does.
+    names a provider (read here, as a client is made), or the API has other globals, `get`
+    itself is used, so that the API loads that provider as it does.
     """
     if variable in os.environ or not hasattr(module, provider_name):
         return get
@@ -170,6 +170,10 @@ def _global_provider_reader(
         return proxy if provider is None else provider
 
     return read
+
+
+def _no_provider() -> None:
+    return None
 
 
 def _is_noop_tracer_provider(provider: object) -> bool:
@@ -346,6 +350,10 @@ class Telemetry:
         self._tracer: Any = None
         self._seen_meter_provider: object = _UNSEEN
         self._instruments: _Instruments | None = None
+        readers: tuple[Callable[[], Any], Callable[[], Any]] = (
+            _global_provider_readers() if AVAILABLE else (_no_provider, _no_provider)
+        )
+        self._global_tracer_provider, self._global_meter_provider = readers
         parts = urlsplit(base_url)
         self.server_address = parts.hostname or ""
         self.server_port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -373,7 +381,7 @@ class Telemetry:
             return None
         provider = self._tracer_provider
         if provider is None:
-            provider = _global_tracer_provider()
+            provider = self._global_tracer_provider()
         if provider is not self._seen_tracer_provider:
             self._seen_tracer_provider = provider
             self._tracer = (
@@ -389,7 +397,7 @@ class Telemetry:
             return None
         provider = self._meter_provider
         if provider is None:
-            provider = _global_meter_provider()
+            provider = self._global_meter_provider()
         if provider is not self._seen_meter_provider:
             self._seen_meter_provider = provider
             if _is_noop_meter_provider(provider):
@@ -896,21 +904,27 @@ def _install_log_filter() -> None:
         logger.addFilter(TraceIdFilter())
 
 
-if AVAILABLE:
-    _install_log_filter()
+def _global_provider_readers() -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """The readers of the global tracer and meter providers, for a client made now."""
     from opentelemetry.metrics import _internal as _otel_metrics_internal
 
-    _global_tracer_provider = _global_provider_reader(
-        _otel_trace,
-        "_TRACER_PROVIDER",
-        "_PROXY_TRACER_PROVIDER",
-        "OTEL_PYTHON_TRACER_PROVIDER",
-        _otel_trace.get_tracer_provider,
+    return (
+        _global_provider_reader(
+            _otel_trace,
+            "_TRACER_PROVIDER",
+            "_PROXY_TRACER_PROVIDER",
+            "OTEL_PYTHON_TRACER_PROVIDER",
+            _otel_trace.get_tracer_provider,
+        ),
+        _global_provider_reader(
+            _otel_metrics_internal,
+            "_METER_PROVIDER",
+            "_PROXY_METER_PROVIDER",
+            "OTEL_PYTHON_METER_PROVIDER",
+            _otel_metrics.get_meter_provider,
+        ),
     )
-    _global_meter_provider = _global_provider_reader(
-        _otel_metrics_internal,
-        "_METER_PROVIDER",
-        "_PROXY_METER_PROVIDER",
-        "OTEL_PYTHON_METER_PROVIDER",
-        _otel_metrics.get_meter_provider,
-    )
+
+
+if AVAILABLE:
+    _install_log_filter()

@@ -82,6 +82,8 @@ def test_bad_accounting_entry_id_message_says_what_is_wrong() -> None:
         "{47324E87-8D05-4049-871B-F0DBE09ED4E0}",
         "47324e878d054049871bf0dbe09ed4e0",
         "urn:uuid:47324e87-8d05-4049-871b-f0dbe09ed4e0",
+        "URN:UUID:47324E87-8D05-4049-871B-F0DBE09ED4E0",
+        "urn:UUID:{47324e87-8d05-4049-871b-f0dbe09ed4e0}",
     ],
 )
 def test_other_uuid_spellings_are_normalised_to_canonical_lower_case(given: str) -> None:
@@ -395,3 +397,19 @@ def test_a_subclass_builds_its_own_instances_through_its_constructor() -> None:
         lambda: TaggedUpdate.successful("not-a-uuid"), "accounting_entry_id", "not-a-uuid"
     )
     assert type(ItemUpdate.successful(ENTRY_ID)) is ItemUpdate
+
+
+def test_a_subclass_that_writes_its_own_successful_keeps_it_and_passes_it_on() -> None:
+    """A `successful()` a subclass defines is neither replaced in it nor in its subclasses."""
+
+    class Stamped(ItemUpdate):
+        @classmethod
+        def successful(cls, accounting_entry_id: str, **_: Any) -> ItemUpdate:
+            return cls(accounting_entry_id, ItemStatus.SUCCESSFUL, external_id="STAMPED")
+
+    class StampedAgain(Stamped):
+        pass
+
+    assert Stamped.successful(ENTRY_ID).external_id == "STAMPED"
+    again = StampedAgain.successful(ENTRY_ID, external_id="JE-1")
+    assert (type(again), again.external_id) == (StampedAgain, "STAMPED")

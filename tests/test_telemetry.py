@@ -466,8 +466,13 @@ print("seen")
 """
 
 _PROVIDER_FROM_THE_ENVIRONMENT = """
+import os
+
 from pleo_export_async._telemetry import Telemetry
 
+# Named after the library was imported, before the client is made.
+os.environ.setdefault("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider")
+os.environ.setdefault("OTEL_PYTHON_METER_PROVIDER", "sdk_meter_provider")
 telemetry = Telemetry("https://external.pleo.io")
 assert telemetry.tracer() is not None and telemetry.instruments() is not None
 print("seen")
@@ -485,14 +490,16 @@ print("seen")
                 "OTEL_PYTHON_METER_PROVIDER": "sdk_meter_provider",
             },
         ),
+        (_PROVIDER_FROM_THE_ENVIRONMENT, {}),
     ],
-    ids=["set-after-the-client", "named-by-the-environment"],
+    ids=["set-after-the-client", "named-by-the-environment", "named-after-the-import"],
 )
 def test_global_providers_are_seen_when_set_later_or_named_by_the_environment(
     script: str, environment: dict[str, str]
 ) -> None:
     """A client reports to global providers set after it was made, and to the ones the
-    OTEL_PYTHON_*_PROVIDER variables name, though it does not ask the API each time."""
+    OTEL_PYTHON_*_PROVIDER variables name when it is made, though it does not ask the API
+    each time."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_PYTHON_")}
     done = subprocess.run(
         [sys.executable, "-c", script],

@@ -179,8 +179,8 @@ async def test_export_items_lists_every_item_of_the_job_once_page_by_page() -> N
 
 
 async def test_the_fake_hands_out_the_export_items_it_serves_even_after_the_job_ends() -> None:
-    """`FakePleo.export_items(job_id)` is what `GET /v3/export-items` serves for the job, drawn
-    once whichever asks first, and still readable once the job is finished."""
+    """`FakePleo.export_items(job_id)` is a copy of what `GET /v3/export-items` serves for the
+    job, drawn once whichever asks first, and still readable once the job is finished."""
     async with FakePleo(seed=5, strict=True) as fake:
         job = fake.create_job(items=30)
         drawn = fake.export_items(job.id)
@@ -194,6 +194,9 @@ async def test_the_fake_hands_out_the_export_items_it_serves_even_after_the_job_
         ):
             served = (await response.json())["data"]
         assert served == drawn
+        drawn[0]["vendor"] = drawn[0]["contraAccount"]["code"] = "changed by the test"
+        assert fake.export_items(job.id) == served  # a copy: the fake serves what it drew
+        drawn = fake.export_items(job.id)
         async with client_for(fake) as client:
             run = client.job(job.id)
             await run.update(successful_updates(job.item_ids))

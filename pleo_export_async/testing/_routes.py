@@ -75,19 +75,25 @@ def _stdlib_json(payload: Any) -> bytes:
 
 
 try:
+    if os.environ.get("PLEO_EXPORT_ASYNC_JSON", "").lower() == "stdlib":
+        raise ImportError("stdlib JSON requested")  # as the library's codec honours it
     import orjson
 except ImportError:  # without the `speed` extra
     _json_body = _stdlib_json
 else:
+    # What the stdlib would refuse (a datetime, a dataclass) is not written either.
+    _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
     def _json_body(payload: Any) -> bytes:
         # orjson when installed: a page of export items took the fake a quarter of its CPU in
-        # the stdlib encoder, on the machine its clients share. It refuses what JSON cannot
-        # hold exactly (an integer beyond 64 bits): the stdlib writes that.
+        # the stdlib encoder, on the machine its clients share. Whatever orjson refuses (an
+        # integer beyond 64 bits, a key that is not a string) goes to the stdlib, which writes
+        # it or raises as before.
         try:
-            return orjson.dumps(payload)
+            encoded: bytes = orjson.dumps(payload, option=_ORJSON_OPTIONS)
         except TypeError:
             return _stdlib_json(payload)
+        return encoded
 
 
 def _json_response(

@@ -4,6 +4,7 @@ create, their state, the journal, the clock. Its HTTP app is in `_routes`."""
 from __future__ import annotations
 
 import base64
+import copy
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -396,8 +397,11 @@ class FakePleo:
     def export_items(self, job_id: str) -> list[dict[str, Any]]:
         """The ExportItemV3 of each of the job's items, in job order, as `GET
         /v3/export-items` serves them while the job runs (drawn from the fake's seed the
-        first time they are asked for, here or there)."""
-        return [item for _, item in self._state.drawn_export_items(self._job(job_id))]
+        first time they are asked for, here or there). A copy: changing it changes nothing
+        the fake serves."""
+        return copy.deepcopy(
+            [item for _, item in self._state.drawn_export_items(self._job(job_id))]
+        )
 
     def job_summaries(self) -> list[JobSummary]:
         """Per job, oldest first: its status now, the requests and items the fake received for
