@@ -44,8 +44,14 @@ def format_datetime(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
+def stdlib_json_requested() -> bool:
+    """`PLEO_EXPORT_ASYNC_JSON=stdlib`: the `speed` extra's libraries are left unused, as if
+    they were not installed (how the tests run the library, and the fake, without them)."""
+    return os.environ.get("PLEO_EXPORT_ASYNC_JSON", "").lower() == "stdlib"
+
+
 try:
-    if os.environ.get("PLEO_EXPORT_ASYNC_JSON", "").lower() == "stdlib":
+    if stdlib_json_requested():
         raise ImportError("stdlib JSON requested")
     import orjson
 
@@ -342,7 +348,7 @@ def _read_typed_answer(body: bytes, job_id: str) -> ItemUpdateAnswer | None:
 
 
 try:
-    if os.environ.get("PLEO_EXPORT_ASYNC_JSON", "").lower() == "stdlib":
+    if stdlib_json_requested():
         raise ImportError("stdlib JSON requested")
     import msgspec
 except ImportError:

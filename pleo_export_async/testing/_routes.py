@@ -26,6 +26,8 @@ from typing import Any, Final, Protocol
 import attrs
 from aiohttp import web
 
+from pleo_export_async._codec import stdlib_json_requested
+
 from . import _spec
 from ._auth import Authenticator, OAuthError, TokenStore, basic_credentials, client_allowed
 from ._faults import FaultDecider, Faults
@@ -75,8 +77,8 @@ def _stdlib_json(payload: Any) -> bytes:
 
 
 try:
-    if os.environ.get("PLEO_EXPORT_ASYNC_JSON", "").lower() == "stdlib":
-        raise ImportError("stdlib JSON requested")  # as the library's codec honours it
+    if stdlib_json_requested():
+        raise ImportError("stdlib JSON requested")
     import orjson
 except ImportError:  # without the `speed` extra
     _json_body = _stdlib_json
