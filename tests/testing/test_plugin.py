@@ -73,7 +73,8 @@ SHELL_ENTRY = {("__main__.py", "pleo_export_async._cli", ("main",))}
 
 
 def test_fake_imports_nothing_from_the_client() -> None:
-    """The fake's modules import only each other, aiohttp, attrs and the standard library."""
+    """The fake's modules import only each other, aiohttp, attrs, the standard library and,
+    when it is installed, orjson."""
     package = REPO_ROOT / "pleo_export_async" / "testing"
     for path in package.glob("*.py"):
         tree = ast.parse(path.read_text())
